@@ -1,0 +1,11 @@
+# The two commands of README.md. Each installs what it needs first (scripts/setup.sh).
+.PHONY: setup test bench
+
+setup:
+	@scripts/setup.sh
+
+test: setup
+	@scripts/test.sh
+
+bench: setup
+	cargo bench -p lms-bridge-shared --bench shared

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything building and testing lms-bridge needs. Idempotent: a second run only
+# checks versions and takes seconds.
+set -euo pipefail
+source "$(dirname "$0")/tools.sh"
+cd "$ROOT"
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  step "adding the wasm32-unknown-unknown Rust target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# cargo_tool CRATE BINARY VERSION: install the exact version unless it is already there.
+cargo_tool() {
+  local crate=$1 bin=$2 version=$3
+  if "$CARGO_BIN/$bin" --version 2>/dev/null | grep -qF " $version"; then
+    return
+  fi
+  step "installing $crate $version"
+  # The crates.io mirror can lag behind a tool's own lockfile: fall back to fresh resolution.
+  cargo install "$crate" --version "$version" --locked || cargo install "$crate" --version "$version"
+}
+cargo_tool worker-build worker-build "$WORKER_BUILD_VERSION"
+cargo_tool wasm-bindgen-cli wasm-bindgen "$WASM_BINDGEN_VERSION"
+
+# npm ci only when package-lock.json changed since the last install.
+stamp=node_modules/.lms-bridge-package-lock.json
+if ! cmp -s package-lock.json "$stamp"; then
+  step "installing the pinned npm tools (wrangler, esbuild, binaryen, node 22)"
+  npm ci --no-audit --no-fund
+  cp package-lock.json "$stamp"
+fi
+
+for tool in "$WASM_BINDGEN_BIN" "$ESBUILD_BIN" "$WASM_OPT_BIN" "$CARGO_BIN/worker-build"; do
+  [ -x "$tool" ] || { echo "setup: $tool is missing after install" >&2; exit 1; }
+done
+node --version | grep -q '^v22\.' || { echo "setup: node 22 is not first on PATH" >&2; exit 1; }

@@ -1,0 +1,18 @@
+//! The rules of lms-bridge, shared by the edge (Wasm) and the backend (native).
+//!
+//! Pure code only: no I/O, no clock, no async runtime. Callers pass `now` in, so the same
+//! functions run inside a Cloudflare Worker, on Cloud Run and in property tests.
+
+pub mod engine;
+pub mod event;
+pub mod ids;
+pub mod policy;
+pub mod pubsub;
+pub mod source;
+pub mod timestamp;
+
+pub use engine::{decide, Decision, Enrollment, LmsAction};
+pub use event::{Change, Event, EventError, RevokeReason, SCHEMA};
+pub use ids::{CourseId, Email, EventId, GrantId, IdError, ProductId, SourceName, StudentKey};
+pub use policy::{AccessPolicy, DisputePolicy, ProductMapping};
+pub use timestamp::Timestamp;

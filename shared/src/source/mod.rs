@@ -1,0 +1,136 @@
+//! Payment platforms ("sources"): verify a webhook, then normalize it into an [`Event`].
+//!
+//! Each platform is one module implementing [`Source`]; the edge and the CLI pick one by
+//! name with [`by_name`]. Stripe and Standard Webhooks senders plug in here without touching
+//! the event model or the engine.
+
+pub mod hotmart;
+mod loose;
+
+use crate::event::{Change, Event, SCHEMA};
+use crate::ids::{EventId, SourceName};
+use crate::timestamp::Timestamp;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+
+pub use hotmart::Hotmart;
+
+/// Read access to request headers, case-insensitively.
+pub trait Headers {
+    /// The value of the first header with this name, ignoring ASCII case.
+    fn header(&self, name: &str) -> Option<&str>;
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> Headers for [(K, V)] {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| k.as_ref().eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> Headers for Vec<(K, V)> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.as_slice().header(name)
+    }
+}
+
+/// Why a webhook was refused as not genuine. Each variant is one reason a caller can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// No credentials are configured: refuse everything rather than accept unauthenticated.
+    #[error("no {0} is configured; refusing every webhook")]
+    NotConfigured(&'static str),
+    /// A required header is absent.
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    /// The token does not match any configured one.
+    #[error("invalid token in {0}")]
+    InvalidToken(&'static str),
+    /// The signature does not match.
+    #[error("invalid signature")]
+    InvalidSignature,
+    /// The signed timestamp is older than the tolerance.
+    #[error("timestamp too old")]
+    TimestampTooOld,
+    /// The signed timestamp is ahead of the tolerance.
+    #[error("timestamp in the future")]
+    FutureTimestamp,
+}
+
+/// Why an authenticated body could not become an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    /// The body is not JSON (or not a JSON object).
+    #[error("body is not a JSON object: {0}")]
+    NotJson(String),
+    /// A field the change needs is absent or of the wrong shape.
+    #[error("missing field {0}")]
+    MissingField(&'static str),
+    /// A field is present but its value is unusable.
+    #[error("invalid field {field}: {reason}")]
+    InvalidField {
+        /// JSON path of the field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl NormalizeError {
+    /// A stable machine-readable code for error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            NormalizeError::NotJson(_) => "malformed_body",
+            NormalizeError::MissingField(_) => "missing_field",
+            NormalizeError::InvalidField { .. } => "invalid_field",
+        }
+    }
+}
+
+/// A payment platform's webhook format.
+pub trait Source {
+    /// The source's name, as in `POST /webhooks/{name}`.
+    fn name(&self) -> SourceName;
+
+    /// Checks that a request is genuine, over the raw body bytes. `now` is for timestamped
+    /// signature schemes.
+    fn verify(&self, headers: &dyn Headers, body: &[u8], now: Timestamp) -> Result<(), VerifyError>;
+
+    /// Turns an authenticated body into the normalized event.
+    fn normalize(&self, body: &[u8], received_at: Timestamp) -> Result<Event, NormalizeError>;
+
+    /// The body with every credential it may carry removed, for keeping as `raw`.
+    fn redact(&self, body: &[u8]) -> Vec<u8>;
+
+    /// An authenticated body that could not be normalized, kept as `unparsed` for replay.
+    fn quarantine(&self, body: &[u8], reason: &NormalizeError, received_at: Timestamp) -> Event {
+        let redacted = self.redact(body);
+        let source = self.name();
+        // Same bytes, same id: resends of a broken delivery dedupe like any other event.
+        let digest = hex::encode(Sha256::digest(&redacted));
+        let id = EventId::trusted(format!("{source}:unparsed:{}", &digest[..32]));
+        Event {
+            schema: Cow::Borrowed(SCHEMA),
+            id,
+            source,
+            source_event: "UNPARSED".to_owned(),
+            change: Change::Unparsed { reason: reason.to_string() },
+            occurred_at: received_at,
+            received_at,
+            student: None,
+            product: None,
+            grant_id: None,
+            subscription: None,
+            amount: None,
+            raw: Some(base64::engine::general_purpose::STANDARD.encode(redacted)),
+        }
+    }
+}
+
+/// The sources this build knows, by name, configured with their secrets.
+pub fn by_name(name: &str, secrets: &[String]) -> Option<Box<dyn Source>> {
+    match name {
+        hotmart::NAME => Some(Box::new(Hotmart::new(secrets.iter().cloned()))),
+        _ => None,
+    }
+}
