@@ -28,6 +28,11 @@ impl Timestamp {
         OffsetDateTime::from_unix_timestamp_nanos(nanos).map(Self).map_err(|_| TimestampError::OutOfRange)
     }
 
+    /// 1970-01-01T00:00:00Z.
+    pub fn epoch() -> Self {
+        Self(OffsetDateTime::UNIX_EPOCH)
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn unix_millis(self) -> i64 {
         // Range is bounded by `time` (±9999 years), which fits in i64 milliseconds.

@@ -1,1 +1,32 @@
-//! Helpers shared by the end-to-end tests: paths to fixtures and built binaries.
+//! Helpers for the end-to-end tests: real processes (Pub/Sub emulator, `wrangler dev`) on
+//! free loopback ports, each in its own process group and stopped with it.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+
+pub mod edge;
+pub mod process;
+pub mod pubsub;
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap()
+}
+
+/// A sample webhook body from `tests/fixtures`.
+pub fn fixture(path: &str) -> Vec<u8> {
+    let full = repo_root().join("tests/fixtures").join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
+}
+
+/// Every Hotmart sample, by file stem.
+pub fn hotmart_samples() -> Vec<(String, Vec<u8>)> {
+    let dir = repo_root().join("tests/fixtures/hotmart");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.into_iter().map(|n| (n.clone(), fixture(&format!("hotmart/{n}.json")))).collect()
+}

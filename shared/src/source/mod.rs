@@ -134,3 +134,8 @@ pub fn by_name(name: &str, secrets: &[String]) -> Option<Box<dyn Source>> {
         _ => None,
     }
 }
+
+/// Whether this build has a source of that name (routing, before any secret is read).
+pub fn is_known(name: &str) -> bool {
+    name == hotmart::NAME
+}

@@ -1,0 +1,173 @@
+//! The edge in workerd (`wrangler dev`) publishing to the real Pub/Sub emulator: what is
+//! accepted arrives once with the right message; what is refused publishes nothing.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+
+use base64::Engine as _;
+use lms_bridge_tests::edge::{Edge, HOTTOK};
+use lms_bridge_tests::pubsub::{Emulator, PROJECT};
+use lms_bridge_tests::{fixture, hotmart_samples};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+const TOPIC: &str = "edge-intake";
+
+struct Stack {
+    emulator: Emulator,
+    edge: Edge,
+}
+
+/// One emulator and one edge for this test binary; tests take turns, each on a fresh
+/// subscription, so "nothing reached the topic" is about its own requests only.
+fn stack() -> (MutexGuard<'static, ()>, &'static Stack) {
+    static TURN: Mutex<()> = Mutex::new(());
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let stack = STACK.get_or_init(|| {
+        let emulator = Emulator::start();
+        emulator.client().create_topic(TOPIC);
+        let edge = Edge::start(
+            "intake",
+            &[
+                ("HOTMART_HOTTOK", HOTTOK),
+                ("PUBSUB_EMULATOR_HOST", &emulator.host),
+                ("GCP_PROJECT", PROJECT),
+                ("PUBSUB_TOPIC", TOPIC),
+            ],
+        );
+        Stack { emulator, edge }
+    });
+    (turn, stack)
+}
+
+fn subscribe(stack: &Stack, name: &str) -> String {
+    stack.emulator.client().create_subscription(name, TOPIC);
+    name.to_owned()
+}
+
+#[test]
+fn every_sample_is_accepted_and_arrives_once_with_its_message() {
+    let (_turn, stack) = stack();
+    let sub = subscribe(stack, "every-sample");
+    let samples = hotmart_samples();
+    assert_eq!(samples.len(), 15);
+    for (name, body) in &samples {
+        let (status, answer) = stack.edge.hotmart(body.clone());
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert_eq!(answer["status"], "accepted", "{name}");
+        assert_eq!(answer["via"], "pubsub", "{name}");
+    }
+    let pulled =
+        stack.emulator.client().pull_exactly(&sub, samples.len(), Duration::from_secs(30), Duration::from_secs(2));
+    assert_eq!(pulled.len(), samples.len(), "each sample exactly once");
+    for (name, body) in &samples {
+        let raw: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let id = format!("hotmart:{}", raw["id"].as_str().unwrap());
+        let matching: Vec<_> = pulled.iter().filter(|m| m.attributes["event_id"] == id.as_str()).collect();
+        assert_eq!(matching.len(), 1, "{name} arrives once");
+        let message = matching[0];
+        let event = message.json();
+        // The data is exactly what the shared normalizer makes of the body.
+        let expected =
+            lms_bridge_shared::source::hotmart::normalize(body, lms_bridge_shared::Timestamp::epoch()).unwrap();
+        let mut expected = serde_json::to_value(&expected).unwrap();
+        expected["received_at"] = event["received_at"].clone();
+        assert_eq!(event, expected, "{name}");
+        assert_eq!(message.attributes["schema"], "lms-bridge.event.v1");
+        assert_eq!(message.attributes["source"], "hotmart");
+        assert_eq!(message.attributes["change"], event["change"]["type"], "{name}");
+        assert_eq!(message.ordering_key.as_deref(), event["student"]["key"].as_str(), "{name}");
+        let text = String::from_utf8(message.data.clone()).unwrap();
+        assert!(!text.contains("69526128664"), "{name}: no CPF leaves the edge");
+    }
+}
+
+/// What is sent (label, path, token, content type, body) and what must come back (status, code).
+type Refusal<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, Vec<u8>, u16, &'a str);
+
+#[test]
+fn refused_requests_get_their_json_error_and_publish_nothing() {
+    let (_turn, stack) = stack();
+    let sub = subscribe(stack, "refusals");
+    let body = fixture("hotmart/purchase_approved.json");
+    let json = "application/json";
+    let cases: Vec<Refusal> = vec![
+        ("wrong token", "/webhooks/hotmart", Some("nope"), json, body.clone(), 401, "unauthorized"),
+        ("missing token", "/webhooks/hotmart", None, json, body.clone(), 401, "unauthorized"),
+        ("garbage without token", "/webhooks/hotmart", None, json, b"{{{".to_vec(), 401, "unauthorized"),
+        ("oversize", "/webhooks/hotmart", Some(HOTTOK), json, vec![b' '; 1024 * 1024 + 1], 413, "payload_too_large"),
+        (
+            "form body",
+            "/webhooks/hotmart",
+            Some(HOTTOK),
+            "application/x-www-form-urlencoded",
+            body.clone(),
+            415,
+            "unsupported_media_type",
+        ),
+        ("unknown source", "/webhooks/paypal", Some(HOTTOK), json, body.clone(), 404, "unknown_source"),
+        ("unknown path", "/hooks", Some(HOTTOK), json, body.clone(), 404, "not_found"),
+    ];
+    for (what, path, token, content_type, body, status, code) in cases {
+        let (got, answer) = stack.edge.post(path, token, content_type, body);
+        assert_eq!(got, status, "{what}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{what}");
+        assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+    }
+    let get = reqwest::blocking::get(format!("{}/webhooks/hotmart", stack.edge.url)).unwrap();
+    assert_eq!(get.status().as_u16(), 405);
+    let answer: serde_json::Value = get.json().unwrap();
+    assert_eq!(answer["error"]["code"], "method_not_allowed");
+
+    // Over the limit without a Content-Length (chunked): refused while streaming.
+    let chunked = reqwest::blocking::Client::new()
+        .post(format!("{}/webhooks/hotmart", stack.edge.url))
+        .header("content-type", json)
+        .header("X-HOTMART-HOTTOK", HOTTOK)
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(vec![b' '; 2 * 1024 * 1024])))
+        .send()
+        .unwrap();
+    assert_eq!(chunked.status().as_u16(), 413);
+
+    let pulled = stack.emulator.client().pull_exactly(&sub, 0, Duration::ZERO, Duration::from_secs(2));
+    assert!(pulled.is_empty(), "refused requests reached the topic: {pulled:?}");
+}
+
+#[test]
+fn an_authenticated_payload_that_cannot_be_normalized_arrives_as_unparsed() {
+    let (_turn, stack) = stack();
+    let sub = subscribe(stack, "unparsed");
+    let mut raw: serde_json::Value = serde_json::from_slice(&fixture("hotmart/purchase_approved.json")).unwrap();
+    raw["data"]["buyer"].as_object_mut().unwrap().remove("email");
+    raw["hottok"] = HOTTOK.into();
+    let (status, answer) = stack.edge.hotmart(raw.to_string().into_bytes());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "quarantined");
+
+    let not_json = b"this is not json".to_vec();
+    let (status, answer) = stack.edge.hotmart(not_json.clone());
+    assert_eq!((status, answer["status"].as_str()), (200, Some("quarantined")));
+
+    let pulled = stack.emulator.client().pull_exactly(&sub, 2, Duration::from_secs(30), Duration::from_secs(2));
+    assert_eq!(pulled.len(), 2);
+    for message in &pulled {
+        let event = message.json();
+        assert_eq!(event["change"]["type"], "unparsed");
+        assert_eq!(message.attributes["change"], "unparsed");
+        let kept = base64::engine::general_purpose::STANDARD.decode(event["raw"].as_str().unwrap()).unwrap();
+        if event["change"]["reason"] == "missing field data.buyer.email" {
+            let kept: serde_json::Value = serde_json::from_slice(&kept).unwrap();
+            assert_eq!(kept.get("hottok"), None, "the body hottok is removed");
+            assert_eq!(kept["data"]["purchase"]["transaction"], "HP16015479281022");
+        } else {
+            assert_eq!(kept, not_json);
+        }
+    }
+}
+
+#[test]
+fn healthz_answers_without_pubsub() {
+    let (_turn, stack) = stack();
+    let response = reqwest::blocking::get(format!("{}/healthz", stack.edge.url)).unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
