@@ -14,8 +14,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "clippy (wasm32: shared and edge)"
 cargo clippy -p lms-bridge-shared -p lms-bridge-edge --target wasm32-unknown-unknown --locked -- -D warnings
 
-step "edge build (worker-build)"
-scripts/build-edge.sh
+step "edge bundle (wrangler deploy --dry-run: builds with worker-build, no network)"
+wrangler deploy --dry-run --outdir target/edge-dry-run
+gzip_bytes=$(gzip -9c edge/build/index_bg.wasm | wc -c)
+echo "edge wasm: $(stat -c %s edge/build/index_bg.wasm) bytes raw, $gzip_bytes gzip"
+# The Workers free plan limit is 3 MiB gzip; we hold ourselves to 400 KiB.
+[ "$gzip_bytes" -le $((400 * 1024)) ] || { echo "edge bundle over 400 KiB gzip" >&2; exit 1; }
 
 step "tests"
 cargo test --workspace --locked
