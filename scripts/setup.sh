@@ -13,7 +13,8 @@ fi
 # cargo_tool CRATE BINARY VERSION: install the exact version unless it is already there.
 cargo_tool() {
   local crate=$1 bin=$2 version=$3
-  if "$CARGO_BIN/$bin" --version 2>/dev/null | grep -qF " $version"; then
+  # `worker-build --version` prints the bare version, `wasm-bindgen --version` a name first.
+  if "$CARGO_BIN/$bin" --version 2>/dev/null | grep -qE "(^| )${version//./\\.}\$"; then
     return
   fi
   step "installing $crate $version"
