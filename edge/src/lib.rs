@@ -105,7 +105,12 @@ async fn deliver(event: &Event, config: &Config, env: &Env) -> Result<&'static s
         Ok(()) => return Ok("pubsub"),
         Err(e) => e,
     };
-    log::warn("pubsub publish failed; parking the event in the queue", &publish_error.to_string(), &event.id);
+    log::warn(
+        "pubsub publish failed; parking the event in the queue",
+        &publish_error.to_string(),
+        "event_id",
+        &event.id,
+    );
     let queue = env.queue(QUEUE_BINDING).map_err(|e| EdgeError::Unavailable(format!("queue binding: {e}")))?;
     let body = String::from_utf8_lossy(&event.to_json()).into_owned();
     match queue.send(body).await {
@@ -138,20 +143,22 @@ async fn read_limited(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
 async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
     let config = config::PubsubConfig::from_env(&env);
     for message in batch.messages()? {
-        let outcome = match (&config, Event::from_json(message.body().as_bytes())) {
-            (Err(e), _) => Err(e.to_string()),
-            // A parked event that no longer reads is a bug here, not a transient failure:
-            // retrying would not help, so let it go to the dead-letter queue.
-            (_, Err(e)) => {
-                log::warn("parked message is not an event", &e.to_string(), &"-");
-                Err(e.to_string())
-            }
-            (Ok(config), Ok(event)) => {
-                publish::publish_with_retry(config, &event).await.map_err(|e| e.to_string()).map(|()| event)
+        let event = match Event::from_json(message.body().as_bytes()) {
+            Ok(event) => event,
+            Err(e) => {
+                // A parked event that no longer reads is a bug here, not a transient failure;
+                // the binding has no "dead-letter now", so it runs out its retries into the DLQ.
+                log::warn("parked message is not an event", &e.to_string(), "message_id", &message.id());
+                message.retry();
+                continue;
             }
         };
+        let outcome = match &config {
+            Ok(config) => publish::publish_with_retry(config, &event).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         match outcome {
-            Ok(event) => {
+            Ok(()) => {
                 log::queue_delivered(&event.id);
                 message.ack();
             }
@@ -160,7 +167,7 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::
                 // exponential in effect, and the binding exposes no attempt count.
                 let age_secs = worker::Date::now().as_millis().saturating_sub(message.timestamp().as_millis()) / 1000;
                 let delay = u32::try_from(age_secs / 2).unwrap_or(u32::MAX).clamp(2, 300);
-                log::warn("queue delivery failed; will retry", &e, &message.id());
+                log::warn("queue delivery failed; will retry", &e, "event_id", &event.id);
                 message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build());
             }
         }

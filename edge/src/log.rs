@@ -43,9 +43,10 @@ impl Line {
     }
 }
 
-/// A warning about one event.
-pub fn warn(message: &str, error: &str, event_id: &dyn std::fmt::Display) {
-    let line = serde_json::json!({ "severity": "WARNING", "message": message, "error": error, "event_id": event_id.to_string() });
+/// A warning about one event (or, when it cannot be read, one queue message).
+pub fn warn(message: &str, error: &str, id_field: &str, id: &dyn std::fmt::Display) {
+    let mut line = serde_json::json!({ "severity": "WARNING", "message": message, "error": error });
+    line[id_field] = id.to_string().into();
     worker::console_warn!("{line}");
 }
 
