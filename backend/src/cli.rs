@@ -1,6 +1,8 @@
 //! Command-line arguments. Every setting also reads from its DESIGN §4.5 environment name.
 
+use crate::auth::PushAuthMode;
 use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
 /// Keeps Hotmart and the LMS in step.
 #[derive(Debug, Parser)]
@@ -16,6 +18,59 @@ pub struct Cli {
 pub enum Command {
     /// Read a raw webhook body on stdin and print the normalized event JSON.
     Normalize(NormalizeArgs),
+    /// Run the HTTP server (Pub/Sub push, scheduler sweep).
+    Serve(ServeArgs),
+    /// Product → course mappings.
+    Mappings {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: MappingsCommand,
+        /// Where the state is.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// End access whose time is up and retry LMS actions left pending.
+    Sweep(ServiceArgs),
+    /// Show what lms-bridge knows about a student.
+    Student {
+        /// What to do.
+        #[command(subcommand)]
+        command: StudentCommand,
+        /// Where the state is.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Re-run stored events through the current code.
+    Replay {
+        /// Re-normalize the quarantined (unparsed) events and apply those that now parse.
+        #[arg(long, required = true)]
+        quarantined: bool,
+        /// Where the state is, and the LMS.
+        #[command(flatten)]
+        service: ServiceArgs,
+    },
+}
+
+/// `mappings` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MappingsCommand {
+    /// Insert or replace the mappings of a TOML file (`[[product]]` tables).
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print every mapping as JSON lines.
+    List,
+}
+
+/// `student` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StudentCommand {
+    /// Courses, grants, access and pending actions of the student with this email.
+    Show {
+        /// The student's email (any case, spaces trimmed).
+        email: String,
+    },
 }
 
 /// Arguments of `lms-bridge normalize`.
@@ -30,4 +85,66 @@ pub struct NormalizeArgs {
     /// The X-HOTMART-HOTTOK header value that came with the body.
     #[arg(long)]
     pub header_hottok: Option<String>,
+}
+
+/// Where the state lives.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// GCP project of the Firestore database.
+    #[arg(long, env = "GCP_PROJECT")]
+    pub gcp_project: String,
+}
+
+/// Which LMS, and how to reach it.
+#[derive(Debug, Args, Clone)]
+pub struct LmsArgs {
+    /// The LMS adapter.
+    #[arg(long, env = "LMS", default_value = "talentlms")]
+    pub lms: String,
+    /// TalentLMS base URL, e.g. https://acme.talentlms.com.
+    #[arg(long, env = "TALENTLMS_URL")]
+    pub talentlms_url: Option<String>,
+    /// TalentLMS API key (secret).
+    #[arg(long, env = "TALENTLMS_API_KEY", hide_env_values = true)]
+    pub talentlms_api_key: Option<String>,
+    /// Deactivate LMS users left without any active course (seats cost money).
+    #[arg(long, env = "DEACTIVATE_IDLE_USERS", default_value_t = false)]
+    pub deactivate_idle_users: bool,
+}
+
+/// State and LMS: what the engine needs.
+#[derive(Debug, Args, Clone)]
+pub struct ServiceArgs {
+    /// Where the state is.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The LMS.
+    #[command(flatten)]
+    pub lms: LmsArgs,
+}
+
+/// Arguments of `lms-bridge serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen port (Cloud Run sets PORT).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Listen address.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0")]
+    pub listen: String,
+    /// State and LMS.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// How push and scheduler tokens are checked.
+    #[arg(long, env = "PUSH_AUTH", value_enum, default_value = "oidc")]
+    pub push_auth: PushAuthMode,
+    /// Expected `aud` of push and scheduler tokens (the service URL).
+    #[arg(long, env = "PUSH_AUDIENCE")]
+    pub push_audience: Option<String>,
+    /// Expected `email` of push and scheduler tokens.
+    #[arg(long, env = "PUSH_SERVICE_ACCOUNT")]
+    pub push_service_account: Option<String>,
+    /// Where Google's token signing keys are.
+    #[arg(long, env = "OIDC_JWKS_URL", default_value = "https://www.googleapis.com/oauth2/v3/certs")]
+    pub oidc_jwks_url: String,
 }

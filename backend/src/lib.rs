@@ -1,5 +1,14 @@
-//! The lms-bridge backend: command-line interface now; the push intake, Firestore store and
-//! LMS adapters join it as their issues land.
+//! The lms-bridge backend: Pub/Sub push intake, Firestore state, LMS provisioning, and the
+//! operator commands. Rooms: `http` (the surface), `auth` (push tokens), `engine` (applying
+//! events and the sweep), `store` (Firestore), `lms` (adapters), `cli`/`commands`.
 
+pub mod auth;
 pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod http;
+pub mod lms;
+pub mod logging;
 pub mod normalize;
+pub mod service;
+pub mod store;

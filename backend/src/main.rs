@@ -1,29 +1,57 @@
 //! `lms-bridge`: the backend server and its operator commands.
 
 use clap::Parser;
-use lms_bridge_backend::cli::{Cli, Command};
+use lms_bridge_backend::cli::{Cli, Command, StudentCommand};
+use lms_bridge_backend::commands::{self, CommandError};
+use lms_bridge_backend::{logging, normalize, service};
 use std::io::Write;
 use std::process::ExitCode;
 
+fn print(output: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(output.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lms-bridge: cannot write output: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn fail(message: impl std::fmt::Display, code: u8) -> ExitCode {
+    let line = message.to_string().replace('\n', " ");
+    eprintln!("lms-bridge: {line}");
+    ExitCode::from(code)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Normalize(args) => lms_bridge_backend::normalize::run(&args, std::io::stdin().lock()),
+    if let Command::Normalize(args) = &cli.command {
+        return match normalize::run(args, std::io::stdin().lock()) {
+            Ok(output) => print(&output),
+            Err(error) => fail(&error, error.exit_code()),
+        };
+    }
+    logging::init(matches!(cli.command, Command::Serve(_)));
+    service::install_crypto_provider();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}"), 1),
     };
-    match result {
-        Ok(output) => {
-            let mut stdout = std::io::stdout().lock();
-            match stdout.write_all(output.as_bytes()).and_then(|()| stdout.flush()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("lms-bridge: cannot write output: {e}");
-                    ExitCode::from(1)
-                }
+    let result: Result<String, CommandError> = runtime.block_on(async {
+        match cli.command {
+            Command::Normalize(_) => Ok(String::new()),
+            Command::Serve(args) => service::serve(args).await.map(|()| String::new()).map_err(CommandError::Failed),
+            Command::Mappings { command, store } => commands::mappings(&command, &store).await,
+            Command::Sweep(args) => commands::sweep(&args).await,
+            Command::Student { command: StudentCommand::Show { email }, store } => {
+                commands::student_show(&email, &store).await
             }
+            Command::Replay { service, .. } => commands::replay_quarantined(&service).await,
         }
-        Err(error) => {
-            eprintln!("lms-bridge: {error}");
-            ExitCode::from(error.exit_code())
-        }
+    });
+    match result {
+        Ok(output) => print(&output),
+        Err(error) => fail(&error, error.exit_code()),
     }
 }

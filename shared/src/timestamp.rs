@@ -80,9 +80,13 @@ impl fmt::Debug for Timestamp {
     }
 }
 
+/// Serializers that honour this newtype name (the `firestore` crate) store a native timestamp,
+/// which range queries and TTL policies need; every other format sees the plain RFC 3339 text.
+const NATIVE_TIMESTAMP_TAG: &str = "FirestoreTimestamp";
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_newtype_struct(NATIVE_TIMESTAMP_TAG, &self.to_string())
     }
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
 
+pub mod backend;
 pub mod edge;
 pub mod process;
 pub mod pubsub;

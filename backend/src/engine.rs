@@ -1,0 +1,509 @@
+//! Applying events: one Firestore transaction per event (dedupe, decide, state + outbox),
+//! then the LMS actions, each marked done when it succeeded (DESIGN §5).
+
+use crate::lms::{Lms, LmsError, LmsStudent, LmsUserId};
+use crate::store::docs::{EnrollmentDoc, EventDoc, EventStatus, PendingAction, StudentDoc};
+use crate::store::{enrollment_doc_id, event_doc_id, Store, StoreError, ENROLLMENTS, EVENTS, STUDENTS};
+use futures::FutureExt;
+use lms_bridge_shared::engine::LmsAction;
+use lms_bridge_shared::{decide, Change, CourseId, Event, Timestamp};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a runner holds pending actions before another may take them over.
+const LEASE: Duration = Duration::from_secs(60);
+/// Event records are deleted by the TTL policy after this.
+const EVENT_TTL_DAYS: u32 = 90;
+/// Pending actions older than this are retried by the sweep.
+pub const STALE_PENDING: Duration = Duration::from_secs(180);
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// New state written and every LMS action done.
+    Applied,
+    /// Already seen (same id): only pending actions were re-run.
+    Duplicate,
+    /// Recorded, no effect (unmapped product, info, no access change).
+    Ignored(String),
+    /// Kept for replay.
+    Quarantined,
+    /// Permanently invalid; recorded so it does not loop.
+    Failed(String),
+}
+
+/// Why a delivery must be retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Firestore failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The LMS failed transiently; the state is saved and the actions stay pending.
+    #[error(transparent)]
+    Lms(LmsError),
+}
+
+/// The engine: the store, the LMS, and the clock.
+pub struct Engine {
+    /// State.
+    pub store: Store,
+    /// The LMS adapter.
+    pub lms: Arc<dyn Lms>,
+    /// Deactivate LMS users left without any active course.
+    pub deactivate_idle_users: bool,
+}
+
+/// The system clock, as the shared crate's type.
+pub fn now() -> Timestamp {
+    Timestamp::from_offset(time::OffsetDateTime::now_utc())
+}
+
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    Timestamp::from_unix_millis(t.unix_millis() + d.as_millis() as i64).unwrap_or(t)
+}
+
+fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Timestamp) -> EventDoc {
+    let keep_json = matches!(status, EventStatus::Failed | EventStatus::Quarantined);
+    EventDoc {
+        id: event.id.to_string(),
+        status,
+        reason,
+        source_event: event.source_event.clone(),
+        change: event.change.kind().to_owned(),
+        student_key: event.student_key().map(ToString::to_string),
+        enrollments: Vec::new(),
+        occurred_at: event.occurred_at,
+        received_at: event.received_at,
+        processed_at: now,
+        expire_at: now.plus_days(EVENT_TTL_DAYS),
+        event_json: keep_json.then(|| String::from_utf8_lossy(&event.to_json()).into_owned()),
+    }
+}
+
+/// The result of the event transaction.
+enum Committed {
+    New { touched: Vec<String>, changed: bool },
+    /// Only the enrollments it touched matter on a redelivery.
+    Seen { enrollments: Vec<String> },
+}
+
+impl Engine {
+    /// Records an event that can never be applied, so its redelivery stops.
+    pub async fn fail(&self, event: &Event, reason: &str) -> Result<Outcome, ApplyError> {
+        self.store.put_event(&record(event, EventStatus::Failed, Some(reason.to_owned()), now())).await?;
+        Ok(Outcome::Failed(reason.to_owned()))
+    }
+
+    /// Applies one event: dedupe, decide, commit, then run the LMS actions.
+    pub async fn apply(&self, event: &Event) -> Result<Outcome, ApplyError> {
+        let now = now();
+        if let Change::Unparsed { reason } = &event.change {
+            if self.store.event(event.id.as_str()).await?.is_none() {
+                self.store.put_event(&record(event, EventStatus::Quarantined, Some(reason.clone()), now)).await?;
+            }
+            return Ok(Outcome::Quarantined);
+        }
+        let mapping = match (&event.change, &event.product) {
+            (change, Some(product)) if change.affects_access() => {
+                self.store.mapping(event.source.as_str(), product.id.as_str()).await?
+            }
+            _ => None,
+        };
+        let Some(mapping) = mapping else {
+            let reason = if event.change.affects_access() {
+                let product = event.product.as_ref().map(|p| p.id.to_string()).unwrap_or_default();
+                tracing::warn!(event_id = %event.id, product = %product, "no mapping for product; event ignored");
+                format!("no mapping for product {product}")
+            } else {
+                format!("{} event: recorded, no access effect", event.change.kind())
+            };
+            if self.store.event(event.id.as_str()).await?.is_some() {
+                return Ok(Outcome::Duplicate);
+            }
+            self.store.put_event(&record(event, EventStatus::Ignored, Some(reason.clone()), now)).await?;
+            return Ok(Outcome::Ignored(reason));
+        };
+        if let Err(e) = event.check_complete() {
+            return self.fail(event, &e.to_string()).await;
+        }
+        let courses: Vec<CourseId> = match &event.change {
+            Change::PlanChange { .. } => mapping.all_courses(),
+            _ => mapping.courses_for(event.product.as_ref().and_then(|p| p.plan.as_deref())).to_vec(),
+        };
+
+        let event = Arc::new(event.clone());
+        let mapping = Arc::new(mapping);
+        let courses = Arc::new(courses);
+        let committed = self
+            .store
+            .db()
+            .run_transaction(|db, tx| {
+                let event = Arc::clone(&event);
+                let mapping = Arc::clone(&mapping);
+                let courses = Arc::clone(&courses);
+                async move {
+                    let id = event_doc_id(event.id.as_str());
+                    let seen: Option<EventDoc> = db.fluent().select().by_id_in(EVENTS).obj().one(&id).await?;
+                    if let Some(seen) = seen {
+                        return Ok(Committed::Seen { enrollments: seen.enrollments });
+                    }
+                    // Checked before the transaction (`check_complete`).
+                    let Some(student) = &event.student else {
+                        return Ok(Committed::New { touched: Vec::new(), changed: false });
+                    };
+                    let key = student.key.to_string();
+                    let mut touched = Vec::new();
+                    let mut changed = false;
+                    let mut docs = Vec::new();
+                    for course in courses.iter() {
+                        let doc_id = enrollment_doc_id(&key, course.as_str());
+                        let current: Option<EnrollmentDoc> =
+                            db.fluent().select().by_id_in(ENROLLMENTS).obj().one(&doc_id).await?;
+                        docs.push((doc_id, course.clone(), current));
+                    }
+                    let student_doc: Option<StudentDoc> =
+                        db.fluent().select().by_id_in(STUDENTS).obj().one(&key).await?;
+                    for (doc_id, course, current) in docs {
+                        let mut doc = current.unwrap_or_else(|| EnrollmentDoc::new(&key, course.as_str(), now));
+                        let Ok(decision) = decide(&doc.state, &course, &event, &mapping, now) else { continue };
+                        if !decision.changed {
+                            continue;
+                        }
+                        changed = true;
+                        for (i, action) in decision.actions.into_iter().enumerate() {
+                            doc.pending.push(PendingAction {
+                                id: format!("{}#{i}", event.id),
+                                action,
+                                created_at: now,
+                                leased_until: None,
+                                attempts: 0,
+                                last_error: None,
+                            });
+                        }
+                        doc.set_state(decision.enrollment, now);
+                        db.fluent()
+                            .update()
+                            .in_col(ENROLLMENTS)
+                            .document_id(&doc_id)
+                            .object(&doc)
+                            .add_to_transaction(tx)?;
+                        touched.push(doc_id);
+                    }
+                    let mut student_doc = student_doc.unwrap_or_else(|| StudentDoc::empty(&key));
+                    student_doc.email = Some(student.email.as_str().to_owned());
+                    student_doc.name = student.name.clone().or(student_doc.name);
+                    student_doc.first_name = student.first_name.clone().or(student_doc.first_name);
+                    student_doc.last_name = student.last_name.clone().or(student_doc.last_name);
+                    db.fluent()
+                        .update()
+                        .in_col(STUDENTS)
+                        .document_id(&key)
+                        .object(&student_doc)
+                        .add_to_transaction(tx)?;
+                    let (status, reason) = if changed {
+                        (EventStatus::Applied, None)
+                    } else {
+                        (EventStatus::Ignored, Some("no change: duplicate or stale for its grant".to_owned()))
+                    };
+                    let mut doc = record(&event, status, reason, now);
+                    doc.enrollments = touched.clone();
+                    db.fluent().update().in_col(EVENTS).document_id(&id).object(&doc).add_to_transaction(tx)?;
+                    Ok(Committed::New { touched, changed })
+                }
+                .boxed()
+            })
+            .await
+            .map_err(StoreError)?;
+
+        match committed {
+            Committed::New { touched, changed } => {
+                self.run_pending_all(&touched).await?;
+                Ok(if changed { Outcome::Applied } else { Outcome::Ignored("no change".into()) })
+            }
+            Committed::Seen { enrollments } => {
+                // A redelivery: finish whatever the first delivery left pending.
+                self.run_pending_all(&enrollments).await?;
+                Ok(Outcome::Duplicate)
+            }
+        }
+    }
+
+    async fn run_pending_all(&self, enrollments: &[String]) -> Result<(), ApplyError> {
+        let mut first_error = None;
+        for doc_id in enrollments {
+            if let Err(e) = self.run_pending(doc_id).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Takes a lease on an enrollment's pending actions (so concurrent deliveries do not run
+    /// them twice), runs them in order, and removes each one that succeeded.
+    pub async fn run_pending(&self, doc_id: &str) -> Result<(), ApplyError> {
+        let now = now();
+        let doc_key = doc_id.to_owned();
+        let claimed: Option<(EnrollmentDoc, Vec<PendingAction>)> = self
+            .store
+            .db()
+            .run_transaction(|db, tx| {
+                let doc_key = doc_key.clone();
+                async move {
+                    let doc: Option<EnrollmentDoc> =
+                        db.fluent().select().by_id_in(ENROLLMENTS).obj().one(&doc_key).await?;
+                    let Some(mut doc) = doc else { return Ok(None) };
+                    let free = |p: &PendingAction| p.leased_until.is_none_or(|until| until <= now);
+                    // Actions run in order: stop at the first one someone else holds.
+                    let take = doc.pending.iter().take_while(|p| free(p)).count();
+                    if take == 0 {
+                        return Ok(None);
+                    }
+                    for p in doc.pending.iter_mut().take(take) {
+                        p.leased_until = Some(after(now, LEASE));
+                        p.attempts += 1;
+                    }
+                    let claimed = doc.pending[..take].to_vec();
+                    doc.touch(now);
+                    db.fluent()
+                        .update()
+                        .in_col(ENROLLMENTS)
+                        .document_id(&doc_key)
+                        .object(&doc)
+                        .add_to_transaction(tx)?;
+                    Ok(Some((doc, claimed)))
+                }
+                .boxed()
+            })
+            .await
+            .map_err(StoreError)?;
+        let Some((doc, claimed)) = claimed else { return Ok(()) };
+
+        let mut done = Vec::new();
+        let mut failed_for_good = Vec::new();
+        let mut outcome = Ok(());
+        let mut user: Option<LmsUserId> = None;
+        for pending in &claimed {
+            match self.run_action(&doc, &pending.action, &mut user).await {
+                Ok(()) => done.push(pending.id.clone()),
+                Err(LmsError::Permanent(reason)) => {
+                    tracing::error!(student = %doc.student_key, course = %doc.course_id, error = %reason, "LMS action failed for good");
+                    failed_for_good.push((pending.id.clone(), reason));
+                }
+                Err(e) => {
+                    tracing::warn!(student = %doc.student_key, course = %doc.course_id, error = %e, "LMS action failed; will retry");
+                    outcome = Err(ApplyError::Lms(e));
+                    break;
+                }
+            }
+        }
+        self.finish(doc_id, &done, &failed_for_good, outcome.as_ref().err().map(ToString::to_string)).await?;
+        if outcome.is_ok() && self.deactivate_idle_users {
+            self.deactivate_if_idle(&doc).await?;
+        }
+        outcome
+    }
+
+    /// Removes finished actions and releases the lease on the rest.
+    async fn finish(
+        &self,
+        doc_id: &str,
+        done: &[String],
+        failed: &[(String, String)],
+        error: Option<String>,
+    ) -> Result<(), ApplyError> {
+        let now = now();
+        let doc_key = doc_id.to_owned();
+        let done = Arc::new(done.to_vec());
+        let failed = Arc::new(failed.to_vec());
+        self.store
+            .db()
+            .run_transaction(|db, tx| {
+                let (doc_key, done, failed, error) =
+                    (doc_key.clone(), Arc::clone(&done), Arc::clone(&failed), error.clone());
+                async move {
+                    let doc: Option<EnrollmentDoc> =
+                        db.fluent().select().by_id_in(ENROLLMENTS).obj().one(&doc_key).await?;
+                    let Some(mut doc) = doc else { return Ok(()) };
+                    let mut kept = Vec::new();
+                    for mut p in std::mem::take(&mut doc.pending) {
+                        if done.contains(&p.id) {
+                            continue;
+                        }
+                        if let Some((_, reason)) = failed.iter().find(|(id, _)| *id == p.id) {
+                            p.last_error = Some(reason.clone());
+                            doc.failed.push(p);
+                            continue;
+                        }
+                        if p.leased_until.is_some_and(|until| until > now) {
+                            p.leased_until = None;
+                            p.last_error = error.clone().or(p.last_error);
+                        }
+                        kept.push(p);
+                    }
+                    doc.pending = kept;
+                    doc.touch(now);
+                    db.fluent()
+                        .update()
+                        .in_col(ENROLLMENTS)
+                        .document_id(&doc_key)
+                        .object(&doc)
+                        .add_to_transaction(tx)?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+            .map_err(StoreError)?;
+        Ok(())
+    }
+
+    async fn lms_student(&self, key: &str) -> Result<(LmsStudent, Option<LmsUserId>), ApplyError> {
+        let doc = self.store.student(key).await?.unwrap_or_else(|| StudentDoc::empty(key));
+        let email =
+            doc.email.clone().ok_or_else(|| ApplyError::Lms(LmsError::Permanent("student has no email".into())))?;
+        let local = email.split('@').next().unwrap_or("student").to_owned();
+        let student = LmsStudent {
+            first_name: doc.first_name.clone().or_else(|| doc.name.clone()).unwrap_or_else(|| local.clone()),
+            last_name: doc.last_name.clone().unwrap_or_else(|| "-".to_owned()),
+            email,
+            key: key.to_owned(),
+        };
+        let user = doc.lms_user_ids.get(self.lms.name()).cloned().map(LmsUserId);
+        Ok((student, user))
+    }
+
+    async fn user_id(&self, doc: &EnrollmentDoc, cached: &mut Option<LmsUserId>) -> Result<LmsUserId, LmsError> {
+        if let Some(user) = cached {
+            return Ok(user.clone());
+        }
+        let (student, known) = self.lms_student(&doc.student_key).await.map_err(to_lms_error)?;
+        let user = match known {
+            Some(user) => user,
+            None => {
+                let user = self.lms.ensure_user(&student).await?;
+                self.store
+                    .set_lms_user(&doc.student_key, self.lms.name(), &user.0)
+                    .await
+                    .map_err(|e| LmsError::Transient { message: e.to_string(), retry_after: None })?;
+                user
+            }
+        };
+        *cached = Some(user.clone());
+        Ok(user)
+    }
+
+    async fn run_action(
+        &self,
+        doc: &EnrollmentDoc,
+        action: &LmsAction,
+        user: &mut Option<LmsUserId>,
+    ) -> Result<(), LmsError> {
+        match action {
+            LmsAction::EnsureUser => {
+                let (student, _) = self.lms_student(&doc.student_key).await.map_err(to_lms_error)?;
+                let id = self.lms.ensure_user(&student).await?;
+                self.store
+                    .set_lms_user(&doc.student_key, self.lms.name(), &id.0)
+                    .await
+                    .map_err(|e| LmsError::Transient { message: e.to_string(), retry_after: None })?;
+                *user = Some(id);
+                Ok(())
+            }
+            LmsAction::Enroll { course } => {
+                let id = self.user_id(doc, user).await?;
+                self.lms.enroll(&id, course).await?;
+                tracing::info!(student = %doc.student_key, course = %course, "enrolled");
+                Ok(())
+            }
+            LmsAction::Unenroll { course } => {
+                let id = self.user_id(doc, user).await?;
+                self.lms.unenroll(&id, course).await?;
+                tracing::info!(student = %doc.student_key, course = %course, "unenrolled");
+                Ok(())
+            }
+        }
+    }
+
+    /// With `DEACTIVATE_IDLE_USERS`, a user left with no active course stops using a seat.
+    async fn deactivate_if_idle(&self, doc: &EnrollmentDoc) -> Result<(), ApplyError> {
+        if doc.access == lms_bridge_shared::engine::Access::Active {
+            return Ok(());
+        }
+        let all = self.store.enrollments_of(&doc.student_key).await?;
+        if all.iter().any(|e| e.access == lms_bridge_shared::engine::Access::Active) {
+            return Ok(());
+        }
+        let Some(student) = self.store.student(&doc.student_key).await? else { return Ok(()) };
+        if let Some(user) = student.lms_user_ids.get(self.lms.name()) {
+            self.lms.set_active(&LmsUserId(user.clone()), false).await.map_err(ApplyError::Lms)?;
+            tracing::info!(student = %doc.student_key, "LMS user deactivated: no active course left");
+        }
+        Ok(())
+    }
+
+    /// Ends access whose time is up and retries actions left pending; returns (ended, retried).
+    pub async fn sweep(&self) -> Result<(usize, usize), ApplyError> {
+        let now = now();
+        let mut ended = 0;
+        for doc in self.store.expired_enrollments(now).await? {
+            let doc_id = enrollment_doc_id(&doc.student_key, &doc.course_id);
+            let key = doc_id.clone();
+            let changed = self
+                .store
+                .db()
+                .run_transaction(|db, tx| {
+                    let key = key.clone();
+                    async move {
+                        let doc: Option<EnrollmentDoc> =
+                            db.fluent().select().by_id_in(ENROLLMENTS).obj().one(&key).await?;
+                        let Some(mut doc) = doc else { return Ok(false) };
+                        let Ok(course) = CourseId::parse(&doc.course_id) else { return Ok(false) };
+                        let decision = doc.state.refresh(&course, now);
+                        if !decision.changed {
+                            return Ok(false);
+                        }
+                        for (i, action) in decision.actions.into_iter().enumerate() {
+                            doc.pending.push(PendingAction {
+                                id: format!("sweep:{}#{i}", now.unix_millis()),
+                                action,
+                                created_at: now,
+                                leased_until: None,
+                                attempts: 0,
+                                last_error: None,
+                            });
+                        }
+                        doc.set_state(decision.enrollment, now);
+                        db.fluent()
+                            .update()
+                            .in_col(ENROLLMENTS)
+                            .document_id(&key)
+                            .object(&doc)
+                            .add_to_transaction(tx)?;
+                        Ok(true)
+                    }
+                    .boxed()
+                })
+                .await
+                .map_err(StoreError)?;
+            if changed {
+                ended += 1;
+                tracing::info!(student = %doc.student_key, course = %doc.course_id, "access ended by the sweep");
+            }
+            self.run_pending(&doc_id).await?;
+        }
+        let mut retried = 0;
+        let cutoff = Timestamp::from_unix_millis(now.unix_millis() - STALE_PENDING.as_millis() as i64).unwrap_or(now);
+        for doc in self.store.stale_pending(cutoff).await? {
+            retried += 1;
+            self.run_pending(&enrollment_doc_id(&doc.student_key, &doc.course_id)).await?;
+        }
+        Ok((ended, retried))
+    }
+}
+
+fn to_lms_error(e: ApplyError) -> LmsError {
+    match e {
+        ApplyError::Lms(e) => e,
+        ApplyError::Store(e) => LmsError::Transient { message: e.to_string(), retry_after: None },
+    }
+}

@@ -1,0 +1,54 @@
+//! LMS ports: one trait, one module per LMS, chosen by the `LMS` setting.
+
+pub mod talentlms;
+
+use lms_bridge_shared::CourseId;
+use std::time::Duration;
+
+/// Who to create or find in the LMS.
+#[derive(Debug, Clone)]
+pub struct LmsStudent {
+    /// Normalized email (never logged).
+    pub email: String,
+    /// First name, or a fallback from the email.
+    pub first_name: String,
+    /// Last name, or a fallback.
+    pub last_name: String,
+    /// The student key, for logs and for a stable login suffix.
+    pub key: String,
+}
+
+/// The LMS's own id of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LmsUserId(pub String);
+
+/// Why an LMS call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LmsError {
+    /// Worth retrying later (5xx, 429, timeouts, bad credentials while being fixed).
+    #[error("LMS unavailable: {message}")]
+    Transient {
+        /// What happened.
+        message: String,
+        /// When the LMS said to come back, if it did.
+        retry_after: Option<Duration>,
+    },
+    /// Retrying will not help (validation error, unknown course).
+    #[error("LMS refused: {0}")]
+    Permanent(String),
+}
+
+/// What lms-bridge needs from an LMS. Every call is idempotent.
+#[async_trait::async_trait]
+pub trait Lms: Send + Sync {
+    /// The adapter's name, as in the `LMS` setting (`talentlms`).
+    fn name(&self) -> &'static str;
+    /// Finds the user by email or creates it, and makes sure it is active.
+    async fn ensure_user(&self, student: &LmsStudent) -> Result<LmsUserId, LmsError>;
+    /// Enrolls; "already enrolled" is success.
+    async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError>;
+    /// Unenrolls; "not enrolled" is success.
+    async fn unenroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError>;
+    /// Activates or deactivates the user.
+    async fn set_active(&self, user: &LmsUserId, active: bool) -> Result<(), LmsError>;
+}

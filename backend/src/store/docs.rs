@@ -1,0 +1,182 @@
+//! Document shapes of the Firestore collections.
+
+use lms_bridge_shared::engine::{Access, Enrollment, LmsAction};
+use lms_bridge_shared::{ProductMapping, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What became of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// Its effects are in the state (LMS actions may still be pending on the enrollments).
+    Applied,
+    /// Recorded without effect: duplicate content, unmapped product, `info`.
+    Ignored,
+    /// Permanently invalid; kept with the reason so it does not loop.
+    Failed,
+    /// Authenticated but unparsed; kept with its raw body for `replay --quarantined`.
+    Quarantined,
+}
+
+impl EventStatus {
+    /// The stored string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Applied => "applied",
+            EventStatus::Ignored => "ignored",
+            EventStatus::Failed => "failed",
+            EventStatus::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// `events/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventDoc {
+    /// The event id.
+    pub id: String,
+    /// What became of it.
+    pub status: EventStatus,
+    /// Why it was ignored or failed.
+    pub reason: Option<String>,
+    /// The platform's event name.
+    pub source_event: String,
+    /// The change type.
+    pub change: String,
+    /// Who it concerns.
+    pub student_key: Option<String>,
+    /// The enrollments it touched (their pending actions are re-run on redelivery).
+    #[serde(default)]
+    pub enrollments: Vec<String>,
+    /// Platform time.
+    pub occurred_at: Timestamp,
+    /// Edge time.
+    pub received_at: Timestamp,
+    /// When the backend recorded it.
+    pub processed_at: Timestamp,
+    /// TTL policy field: Firestore deletes the record after this.
+    pub expire_at: Timestamp,
+    /// The event JSON, kept for quarantined and failed events (replay).
+    pub event_json: Option<String>,
+}
+
+/// `students/{key}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StudentDoc {
+    /// The student key.
+    pub key: String,
+    /// Normalized email.
+    pub email: Option<String>,
+    /// Full name.
+    pub name: Option<String>,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
+    /// The user id in each LMS, by adapter name.
+    #[serde(default)]
+    pub lms_user_ids: BTreeMap<String, String>,
+}
+
+impl StudentDoc {
+    /// A record that knows only the key.
+    pub fn empty(key: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            email: None,
+            name: None,
+            first_name: None,
+            last_name: None,
+            lms_user_ids: BTreeMap::new(),
+        }
+    }
+}
+
+/// One LMS action waiting to run (the outbox).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAction {
+    /// Unique within the enrollment: the event (or sweep) that caused it, and its position.
+    pub id: String,
+    /// What to do.
+    pub action: LmsAction,
+    /// When it was decided.
+    pub created_at: Timestamp,
+    /// A runner holds it until then; others leave it alone.
+    pub leased_until: Option<Timestamp>,
+    /// Attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// `enrollments/{student key}__{course id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollmentDoc {
+    /// The student.
+    pub student_key: String,
+    /// The LMS course.
+    pub course_id: String,
+    /// The grants and the decided access.
+    pub state: Enrollment,
+    /// Copy of `state.access`, for queries.
+    pub access: Access,
+    /// Copy of `state.access_until`, for the sweep's range query.
+    pub access_until: Option<Timestamp>,
+    /// The outbox.
+    #[serde(default)]
+    pub pending: Vec<PendingAction>,
+    /// Oldest pending action's time, for the sweep's retry query; absent when none.
+    pub pending_since: Option<Timestamp>,
+    /// Actions that failed for good, with the reason.
+    #[serde(default)]
+    pub failed: Vec<PendingAction>,
+    /// Incremented on every write.
+    pub version: u64,
+    /// Last write.
+    pub updated_at: Timestamp,
+}
+
+impl EnrollmentDoc {
+    /// A new enrollment with no grants.
+    pub fn new(student_key: &str, course_id: &str, now: Timestamp) -> Self {
+        Self {
+            student_key: student_key.to_owned(),
+            course_id: course_id.to_owned(),
+            state: Enrollment::default(),
+            access: Access::Inactive,
+            access_until: None,
+            pending: Vec::new(),
+            pending_since: None,
+            failed: Vec::new(),
+            version: 0,
+            updated_at: now,
+        }
+    }
+
+    /// Stores a new engine state and recomputes the query copies.
+    pub fn set_state(&mut self, state: Enrollment, now: Timestamp) {
+        self.access = state.access;
+        self.access_until = state.access_until;
+        self.state = state;
+        self.touch(now);
+    }
+
+    /// Bumps the version and recomputes `pending_since`.
+    pub fn touch(&mut self, now: Timestamp) {
+        self.pending_since = self.pending.iter().map(|p| p.created_at).min();
+        self.version += 1;
+        self.updated_at = now;
+    }
+}
+
+/// `products/{source}__{product id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProductDoc {
+    /// The mapping.
+    #[serde(flatten)]
+    pub mapping: ProductMapping,
+    /// Last import.
+    pub updated_at: Timestamp,
+}

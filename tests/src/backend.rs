@@ -1,0 +1,290 @@
+//! The backend as a real process (`lms-bridge serve`), the Firestore emulator, the LMS
+//! sandbox, and a test JWKS that signs real RS256 tokens.
+
+use crate::process::{free_port, http_ok, require, Service};
+use base64::Engine as _;
+use rsa::pkcs1v15::SigningKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPrivateKey;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The API key the sandbox and the backend share in tests.
+pub const LMS_KEY: &str = "sandbox-api-key-0123456789abcdef";
+/// The push service account the test tokens name.
+pub const PUSH_ACCOUNT: &str = "pubsub-push@lms-bridge-test.iam.gserviceaccount.com";
+
+/// The `lms-bridge` binary, built once per test process.
+pub fn backend_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = crate::repo_root();
+        let status = Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["build", "-q", "-p", "lms-bridge-backend", "--bin", "lms-bridge"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building lms-bridge failed");
+        root.join("target/debug/lms-bridge")
+    })
+    .clone()
+}
+
+/// A running Firestore emulator.
+pub struct Firestore {
+    _service: Service,
+    /// `127.0.0.1:port`.
+    pub host: String,
+}
+
+impl Firestore {
+    /// Starts the emulator on a free port.
+    pub fn start() -> Self {
+        let gcloud = require("gcloud", "install Debian's google-cloud-cli and google-cloud-cli-firestore-emulator");
+        let host = format!("127.0.0.1:{}", free_port());
+        let mut command = Command::new(gcloud);
+        command
+            .args(["emulators", "firestore", "start", "--quiet"])
+            .arg(format!("--host-port={host}"))
+            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1");
+        let mut service = Service::spawn("firestore-emulator", command);
+        let url = format!("http://{host}/");
+        service.wait_until(Duration::from_secs(90), || http_ok(&url));
+        Self { _service: service, host }
+    }
+
+    /// A document as the emulator's REST API returns it (typed Firestore values).
+    pub fn document(&self, project: &str, path: &str) -> Value {
+        let url = format!("http://{}/v1/projects/{project}/databases/(default)/documents/{path}", self.host);
+        reqwest::blocking::get(url).unwrap().json().unwrap()
+    }
+}
+
+/// A running LMS sandbox.
+pub struct Sandbox {
+    _service: Service,
+    /// `http://127.0.0.1:port`.
+    pub url: String,
+}
+
+impl Sandbox {
+    /// Starts `lms-sandbox` (the path of the binary: `env!("CARGO_BIN_EXE_lms-sandbox")`).
+    pub fn start(bin: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let mut command = Command::new(bin);
+        command.args(["--port", &port.to_string(), "--api-key", LMS_KEY]).args(extra);
+        let mut service = Service::spawn("lms-sandbox", command);
+        let url = format!("http://127.0.0.1:{port}");
+        let probe = format!("{url}/_sandbox/state");
+        service.wait_until(Duration::from_secs(20), || http_ok(&probe));
+        Self { _service: service, url }
+    }
+
+    /// Users, enrollments, call log and per-action call counts.
+    pub fn state(&self) -> Value {
+        reqwest::blocking::get(format!("{}/_sandbox/state", self.url)).unwrap().json().unwrap()
+    }
+
+    /// Sets faults (see the sandbox's doc).
+    pub fn faults(&self, faults: Value) {
+        let response =
+            reqwest::blocking::Client::new().post(format!("{}/_sandbox/faults", self.url)).json(&faults).send();
+        assert!(response.unwrap().status().is_success());
+    }
+
+    /// How many calls of an action the sandbox received.
+    pub fn count(&self, action: &str) -> u64 {
+        self.state()["counts"][action].as_u64().unwrap_or(0)
+    }
+
+    /// The courses the user with this email is enrolled in.
+    pub fn courses_of(&self, email: &str) -> Vec<String> {
+        let state = self.state();
+        let users = state["users"].as_array().cloned().unwrap_or_default();
+        let mut courses: Vec<String> = users
+            .iter()
+            .filter(|u| u["email"] == email)
+            .flat_map(|u| u["courses"].as_array().cloned().unwrap_or_default())
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect();
+        courses.sort();
+        courses
+    }
+
+    /// The status of the user with this email.
+    pub fn user_status(&self, email: &str) -> Option<String> {
+        let state = self.state();
+        state["users"]
+            .as_array()?
+            .iter()
+            .find(|u| u["email"] == email)
+            .map(|u| u["status"].as_str().unwrap().to_owned())
+    }
+}
+
+/// A test issuer: an RSA key, served as a JWKS, that signs push tokens.
+pub struct Issuer {
+    key: RsaPrivateKey,
+    /// The JWKS URL.
+    pub jwks_url: String,
+}
+
+/// The `kid` of the test key.
+pub const KID: &str = "test-key-1";
+
+impl Issuer {
+    /// Generates a key and serves its JWKS on a free port.
+    pub fn start() -> Self {
+        let key = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let public = key.to_public_key();
+        let jwks = json!({ "keys": [{
+            "kty": "RSA", "alg": "RS256", "use": "sig", "kid": KID,
+            "n": b64.encode(public.n().to_bytes_be()), "e": b64.encode(public.e().to_bytes_be()),
+        }]})
+        .to_string();
+        let port = free_port();
+        let server = tiny_http::Server::http(("127.0.0.1", port)).unwrap();
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                let _ = request.respond(tiny_http::Response::from_string(jwks.clone()));
+            }
+        });
+        Self { key, jwks_url: format!("http://127.0.0.1:{port}/certs") }
+    }
+
+    /// A token with these claims over this header, signed RS256 with the test key.
+    pub fn sign(&self, header: Value, claims: Value) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let input = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
+        let signature = SigningKey::<Sha256>::new(self.key.clone()).sign(input.as_bytes());
+        format!("{input}.{}", b64.encode(signature.to_bytes()))
+    }
+
+    /// The claims Pub/Sub puts in a push token for `audience`.
+    pub fn claims(audience: &str) -> Value {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        json!({
+            "iss": "https://accounts.google.com", "aud": audience, "iat": now, "exp": now + 3600,
+            "email": PUSH_ACCOUNT, "email_verified": true, "sub": "1234567890",
+        })
+    }
+
+    /// A valid push token.
+    pub fn token(&self, audience: &str) -> String {
+        self.sign(json!({ "alg": "RS256", "kid": KID, "typ": "JWT" }), Self::claims(audience))
+    }
+}
+
+/// A running backend.
+pub struct Backend {
+    _service: Service,
+    /// `http://127.0.0.1:port`.
+    pub url: String,
+    /// Its GCP project (one per test: isolation in the shared emulator).
+    pub project: String,
+    firestore_host: String,
+    sandbox_url: String,
+}
+
+impl Backend {
+    /// The environment of every backend process in tests.
+    fn env(project: &str, firestore: &str, sandbox: &str) -> Vec<(String, String)> {
+        [
+            ("GCP_PROJECT", project),
+            ("FIRESTORE_EMULATOR_HOST", firestore),
+            ("TALENTLMS_URL", sandbox),
+            ("TALENTLMS_API_KEY", LMS_KEY),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// Starts `lms-bridge serve` with OIDC verification against `issuer`.
+    pub fn start(
+        project: &str,
+        firestore: &Firestore,
+        sandbox: &Sandbox,
+        issuer: &Issuer,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut command = Command::new(backend_bin());
+        command.arg("serve").envs(Self::env(project, &firestore.host, &sandbox.url));
+        command
+            .env("PORT", port.to_string())
+            .env("LISTEN_ADDR", "127.0.0.1")
+            .env("PUSH_AUTH", "oidc")
+            .env("PUSH_AUDIENCE", &url)
+            .env("PUSH_SERVICE_ACCOUNT", PUSH_ACCOUNT)
+            .env("OIDC_JWKS_URL", &issuer.jwks_url);
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let mut service = Service::spawn(&format!("backend-{project}"), command);
+        let health = format!("{url}/healthz");
+        service.wait_until(Duration::from_secs(60), || http_ok(&health));
+        Self {
+            _service: service,
+            url,
+            project: project.to_owned(),
+            firestore_host: firestore.host.clone(),
+            sandbox_url: sandbox.url.clone(),
+        }
+    }
+
+    /// Runs an `lms-bridge` command against this backend's state and LMS.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(backend_bin())
+            .args(args)
+            .envs(Self::env(&self.project, &self.firestore_host, &self.sandbox_url))
+            .output()
+            .unwrap()
+    }
+
+    /// Imports mappings from TOML text through the CLI.
+    pub fn import_mappings(&self, toml: &str) {
+        let path = std::env::temp_dir().join(format!("mappings-{}.toml", self.project));
+        std::fs::write(&path, toml).unwrap();
+        let output = self.cli(&["mappings", "import", path.to_str().unwrap()]);
+        assert!(output.status.success(), "import failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// Posts a push envelope carrying `event` with `token` (None: no header).
+    pub fn push_with(&self, event: &Value, message_id: &str, token: Option<&str>) -> (u16, Value) {
+        let data = base64::engine::general_purpose::STANDARD.encode(event.to_string());
+        let envelope = json!({
+            "message": { "data": data, "messageId": message_id, "attributes": { "event_id": event["id"] },
+                         "publishTime": "2026-11-25T00:00:00Z" },
+            "subscription": "projects/lms-bridge-test/subscriptions/push",
+            "deliveryAttempt": 1,
+        });
+        let mut request = reqwest::blocking::Client::new()
+            .post(format!("{}/pubsub/push", self.url))
+            .json(&envelope)
+            .timeout(Duration::from_secs(60));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    /// Posts to the sweep endpoint.
+    pub fn sweep(&self, token: &str) -> (u16, Value) {
+        let response = reqwest::blocking::Client::new()
+            .post(format!("{}/tasks/sweep", self.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.json().unwrap_or(Value::Null))
+    }
+}

@@ -1,0 +1,362 @@
+//! The LMS sandbox: an HTTP server speaking the TalentLMS v1 wire format (per
+//! `talentlms-api.md`) with in-memory users and enrollments, for tests and local runs.
+//!
+//! Usage: `lms-sandbox --port N [--api-key K] [--courses 101,102] [--signup-inactive]`.
+//! Control API for tests: `GET /_sandbox/state`, `POST /_sandbox/faults` with
+//! `{"fail_next":n,"rate_limit_next":n,"retry_after_secs":s,"delay_next":n,"delay_ms":ms}`,
+//! `POST /_sandbox/reset`.
+
+#![allow(clippy::unwrap_used, reason = "a test fixture: a poisoned lock or bad header is a bug to surface")]
+
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tiny_http::{Header, Method, Request, Response, Server};
+
+#[derive(Clone)]
+struct User {
+    id: u64,
+    email: String,
+    login: String,
+    first_name: String,
+    last_name: String,
+    status: String,
+    courses: BTreeSet<String>,
+}
+
+#[derive(Default)]
+struct Faults {
+    fail_next: u32,
+    rate_limit_next: u32,
+    retry_after_secs: u64,
+    delay_next: u32,
+    delay_ms: u64,
+}
+
+struct State {
+    api_key: String,
+    courses: BTreeSet<String>,
+    signup_inactive: bool,
+    users: BTreeMap<u64, User>,
+    next_id: u64,
+    calls: Vec<Value>,
+    faults: Faults,
+    burst: VecDeque<Instant>,
+}
+
+type Reply = (u16, Value, Vec<(String, String)>);
+
+fn error(status: u16, message: &str) -> Reply {
+    (status, json!({ "error": { "type": "invalid_request_error", "message": message } }), Vec::new())
+}
+
+fn ok(body: Value) -> Reply {
+    (200, body, Vec::new())
+}
+
+fn user_json(u: &User, with_courses: bool) -> Value {
+    let mut v = json!({
+        "id": u.id.to_string(), "login": u.login, "first_name": u.first_name, "last_name": u.last_name,
+        "email": u.email, "user_type": "Learner-Type", "status": u.status, "restrict_email": "0",
+    });
+    if with_courses {
+        v["courses"] = u.courses.iter().map(|c| json!({ "id": c, "role": "learner" })).collect();
+    }
+    v
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `k:v,k:v` path arguments.
+fn path_args(segment: &str) -> BTreeMap<String, String> {
+    segment
+        .split(',')
+        .filter_map(|pair| pair.split_once(':'))
+        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+        .collect()
+}
+
+fn form_args(body: &str) -> BTreeMap<String, String> {
+    body.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " "))))
+        .collect()
+}
+
+fn strong(password: &str) -> bool {
+    password.len() >= 8
+        && password.chars().any(|c| c.is_ascii_uppercase())
+        && password.chars().any(|c| c.is_ascii_lowercase())
+        && password.chars().any(|c| c.is_ascii_digit())
+}
+
+impl State {
+    fn find_user(&self, args: &BTreeMap<String, String>) -> Option<u64> {
+        if let Some(id) = args.get("user_id").or_else(|| args.get("id")) {
+            return id.parse().ok().filter(|id| self.users.contains_key(id));
+        }
+        let email = args.get("user_email").or_else(|| args.get("email"))?;
+        self.users.values().find(|u| u.email.eq_ignore_ascii_case(email)).map(|u| u.id)
+    }
+
+    fn api(&mut self, method: &Method, action: &str, args: &BTreeMap<String, String>) -> Reply {
+        match (method, action) {
+            (Method::Get, "users") => match self.find_user(args) {
+                Some(id) => ok(user_json(&self.users[&id], true)),
+                None => error(404, "The requested user does not exist"),
+            },
+            (Method::Post, "usersignup") => {
+                for field in ["first_name", "last_name", "email", "login", "password"] {
+                    if args.get(field).is_none_or(|v| v.is_empty()) {
+                        return error(400, "Invalid arguments provided");
+                    }
+                }
+                if self.users.values().any(|u| u.login == args["login"]) {
+                    return error(400, "A user with the same login already exists");
+                }
+                if self.users.values().any(|u| u.email.eq_ignore_ascii_case(&args["email"])) {
+                    return error(400, "A user with the same email address already exists");
+                }
+                if !strong(&args["password"]) {
+                    return error(400, "Password is not strong enough (should have at least (1) upper case letter, at least (1) lower case letter, at least (1) number, at least (8) characters in length)");
+                }
+                self.next_id += 1;
+                let user = User {
+                    id: self.next_id,
+                    email: args["email"].clone(),
+                    login: args["login"].clone(),
+                    first_name: args["first_name"].clone(),
+                    last_name: args["last_name"].clone(),
+                    status: if self.signup_inactive { "inactive".into() } else { "active".into() },
+                    courses: BTreeSet::new(),
+                };
+                let body = user_json(&user, false);
+                self.users.insert(user.id, user);
+                ok(body)
+            }
+            (Method::Post, "addusertocourse") => {
+                let Some(id) = self.find_user(args) else { return error(404, "The requested user does not exist") };
+                let Some(course) = args.get("course_id").filter(|c| self.courses.contains(*c)).cloned() else {
+                    return error(404, "The requested course does not exist");
+                };
+                let user = self.users.get_mut(&id).unwrap();
+                if !user.courses.insert(course.clone()) {
+                    return error(400, "The requested user is already enrolled in this course");
+                }
+                ok(json!([{ "user_id": id.to_string(), "course_id": course, "role": "learner" }]))
+            }
+            (Method::Get, "removeuserfromcourse") => {
+                let Some(id) = self.find_user(args) else { return error(404, "The requested user does not exist") };
+                let Some(course) = args.get("course_id").filter(|c| self.courses.contains(*c)).cloned() else {
+                    return error(404, "The requested course does not exist");
+                };
+                let user = self.users.get_mut(&id).unwrap();
+                if !user.courses.remove(&course) {
+                    return error(400, "The requested user is not enrolled in this course");
+                }
+                ok(json!({ "user_id": id.to_string(), "course_id": course, "course_name": format!("Course {course}") }))
+            }
+            (Method::Get, "usersetstatus") => {
+                let Some(id) = self.find_user(args) else { return error(404, "The requested user does not exist") };
+                let Some(status) = args.get("status").filter(|s| *s == "active" || *s == "inactive").cloned() else {
+                    return error(400, "Invalid arguments provided");
+                };
+                self.users.get_mut(&id).unwrap().status = status.clone();
+                ok(json!({ "user_id": id.to_string(), "status": status }))
+            }
+            _ => error(400, "The requested API action does not exist"),
+        }
+    }
+
+    fn snapshot(&self) -> Value {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for call in &self.calls {
+            *counts.entry(call["action"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+        }
+        json!({
+            "users": self.users.values().map(|u| user_json(u, true)).collect::<Vec<_>>(),
+            "calls": self.calls,
+            "counts": counts,
+        })
+    }
+}
+
+fn respond(request: Request, (status, body, headers): Reply) {
+    let mut response = Response::from_string(body.to_string()).with_status_code(status);
+    response.add_header(Header::from_bytes("content-type", "application/json").unwrap());
+    for (k, v) in headers {
+        response.add_header(Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap());
+    }
+    let _ = request.respond(response);
+}
+
+fn handle(state: &Mutex<State>, mut request: Request) {
+    let url = request.url().to_owned();
+    let method = request.method().clone();
+    let mut body = String::new();
+    let _ = request.as_reader().take(1 << 20).read_to_string(&mut body);
+
+    if let Some(control) = url.strip_prefix("/_sandbox/") {
+        let mut s = state.lock().unwrap();
+        let reply = match (method, control) {
+            (Method::Get, "state") => ok(s.snapshot()),
+            (Method::Post, "reset") => {
+                s.users.clear();
+                s.calls.clear();
+                s.faults = Faults::default();
+                ok(json!({ "reset": true }))
+            }
+            (Method::Post, "faults") => {
+                let f: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let n = |k: &str| f.get(k).and_then(Value::as_u64).unwrap_or(0);
+                s.faults = Faults {
+                    fail_next: n("fail_next") as u32,
+                    rate_limit_next: n("rate_limit_next") as u32,
+                    retry_after_secs: n("retry_after_secs"),
+                    delay_next: n("delay_next") as u32,
+                    delay_ms: n("delay_ms"),
+                };
+                ok(json!({ "faults": f }))
+            }
+            _ => error(404, "unknown sandbox control"),
+        };
+        return respond(request, reply);
+    }
+
+    let Some(rest) = url.strip_prefix("/api/v1/") else {
+        return respond(request, error(404, "The requested API action does not exist"));
+    };
+    let (action, segment) = rest.split_once('/').unwrap_or((rest, ""));
+    let action = action.to_owned();
+    let authorized = {
+        let key = state.lock().unwrap().api_key.clone();
+        let expected = format!("Basic {}", base64_encode(&format!("{key}:")));
+        request.headers().iter().any(|h| h.field.equiv("authorization") && h.value.as_str() == expected)
+    };
+    if !authorized {
+        return respond(request, error(401, "Invalid API key provided"));
+    }
+    if action == "ratelimit" {
+        let reset = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+        return respond(request, ok(json!({ "limit": "10000", "remaining": "9999", "reset": reset.to_string() })));
+    }
+    let (delay, fault) = {
+        let mut s = state.lock().unwrap();
+        let delay = if s.faults.delay_next > 0 {
+            s.faults.delay_next -= 1;
+            Some(Duration::from_millis(s.faults.delay_ms))
+        } else {
+            None
+        };
+        // TalentLMS's burst cap: 200 calls per 5 s.
+        let now = Instant::now();
+        while s.burst.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(5)) {
+            s.burst.pop_front();
+        }
+        s.burst.push_back(now);
+        let fault = if s.faults.fail_next > 0 {
+            s.faults.fail_next -= 1;
+            Some((500, json!({ "error": { "type": "api_error", "message": "Internal error" } }), Vec::new()))
+        } else if s.faults.rate_limit_next > 0 || s.burst.len() > 200 {
+            s.faults.rate_limit_next = s.faults.rate_limit_next.saturating_sub(1);
+            let wait = s.faults.retry_after_secs.max(1);
+            let reset = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + wait;
+            let headers = vec![
+                ("Retry-After".to_owned(), wait.to_string()),
+                ("X-RateLimit-Limit".to_owned(), "200".to_owned()),
+                ("X-RateLimit-Remaining".to_owned(), "0".to_owned()),
+                ("X-RateLimit-Reset".to_owned(), reset.to_string()),
+            ];
+            Some((429, json!({ "error": { "type": "api_error", "message": "Rate limit exceeded" } }), headers))
+        } else {
+            None
+        };
+        (delay, fault)
+    };
+    if let Some(delay) = delay {
+        std::thread::sleep(delay);
+    }
+    let reply = match fault {
+        Some(reply) => reply,
+        None => {
+            let args = if method == Method::Post { form_args(&body) } else { path_args(segment) };
+            state.lock().unwrap().api(&method, &action, &args)
+        }
+    };
+    state.lock().unwrap().calls.push(json!({ "method": method.to_string(), "action": action, "status": reply.0 }));
+    respond(request, reply);
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+fn main() {
+    let mut port = 0u16;
+    let mut api_key = "sandbox-api-key-0123456789abcdef".to_owned();
+    let mut courses: BTreeSet<String> = (101..=110).map(|c| c.to_string()).collect();
+    let mut signup_inactive = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" => port = args.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+            "--api-key" => api_key = args.next().unwrap_or_default(),
+            "--courses" => courses = args.next().unwrap_or_default().split(',').map(str::to_owned).collect(),
+            "--signup-inactive" => signup_inactive = true,
+            other => {
+                eprintln!("lms-sandbox: unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    let server = match Server::http(("127.0.0.1", port)) {
+        Ok(server) => Arc::new(server),
+        Err(e) => {
+            eprintln!("lms-sandbox: cannot listen on port {port}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let state = Arc::new(Mutex::new(State {
+        api_key,
+        courses,
+        signup_inactive,
+        users: BTreeMap::new(),
+        next_id: 0,
+        calls: Vec::new(),
+        faults: Faults::default(),
+        burst: VecDeque::new(),
+    }));
+    eprintln!("lms-sandbox listening on {}", server.server_addr());
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (server, state) = (Arc::clone(&server), Arc::clone(&state));
+            std::thread::spawn(move || {
+                for request in server.incoming_requests() {
+                    handle(&state, request);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.join();
+    }
+}

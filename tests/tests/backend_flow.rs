@@ -1,0 +1,365 @@
+//! The backend as a process: Pub/Sub push envelopes in, Firestore emulator state, LMS
+//! sandbox effects out. Each test has its own project (isolated state in the one emulator),
+//! its own sandbox and its own backend.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+
+use lms_bridge_shared::source::hotmart;
+use lms_bridge_shared::Timestamp;
+use lms_bridge_tests::backend::{Backend, Firestore, Issuer, Sandbox};
+use lms_bridge_tests::fixture;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const ANA: &str = "ana.souza@example.com";
+
+fn shared() -> (&'static Firestore, &'static Issuer) {
+    static FIRESTORE: OnceLock<Firestore> = OnceLock::new();
+    static ISSUER: OnceLock<Issuer> = OnceLock::new();
+    (FIRESTORE.get_or_init(Firestore::start), ISSUER.get_or_init(Issuer::start))
+}
+
+struct World {
+    sandbox: Sandbox,
+    backend: Backend,
+    token: String,
+}
+
+const MAPPINGS: &str = r#"
+[[product]]
+source = "hotmart"
+product_id = "4774438"
+courses = ["101"]
+policy = { type = "subscription", grace_days = 0 }
+
+[[product]]
+source = "hotmart"
+product_id = "5000"
+courses = ["101", "102"]
+policy = { type = "lifetime" }
+
+[[product]]
+source = "hotmart"
+product_id = "6000"
+courses = ["102"]
+policy = { type = "lifetime" }
+
+[[product]]
+source = "hotmart"
+product_id = "7000"
+courses = ["103"]
+policy = { type = "fixed_days", days = 365 }
+"#;
+
+fn world(name: &str) -> World {
+    world_with(name, &[], &[])
+}
+
+fn world_with(name: &str, sandbox_args: &[&str], env: &[(&str, &str)]) -> World {
+    let (firestore, issuer) = shared();
+    let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), sandbox_args);
+    let backend = Backend::start(&format!("t-{name}"), firestore, &sandbox, issuer, env);
+    backend.import_mappings(MAPPINGS);
+    let token = issuer.token(&backend.url);
+    World { sandbox, backend, token }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A normalized event from a sample payload, edited as raw JSON first.
+fn event(sample: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut raw: Value = serde_json::from_slice(&fixture(&format!("hotmart/{sample}.json"))).unwrap();
+    raw["creation_date"] = now_ms().into();
+    edit(&mut raw);
+    let event = hotmart::normalize(raw.to_string().as_bytes(), Timestamp::from_unix_millis(now_ms()).unwrap()).unwrap();
+    serde_json::to_value(event).unwrap()
+}
+
+fn purchase(sample: &str, id: &str, product: u64, transaction: &str) -> Value {
+    event(sample, |raw| {
+        raw["id"] = id.into();
+        raw["data"]["product"]["id"] = product.into();
+        raw["data"]["purchase"]["transaction"] = transaction.into();
+    })
+}
+
+impl World {
+    fn push(&self, event: &Value) -> (u16, Value) {
+        self.backend.push_with(event, &format!("m-{}", event["id"]), Some(&self.token))
+    }
+
+    fn push_ok(&self, event: &Value) -> Value {
+        let (status, body) = self.push(event);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+#[test]
+fn purchase_creates_the_user_and_enrolls_once_even_when_bought_twice() {
+    let w = world("purchase");
+    let body = w.push_ok(&purchase("purchase_approved", "p1", 5000, "HP1"));
+    assert_eq!(body["status"], "applied");
+    assert_eq!(w.sandbox.courses_of(ANA), ["101", "102"]);
+    assert_eq!(w.sandbox.count("usersignup"), 1);
+    // The same course bought again (another transaction): no second enrollment call.
+    let body = w.push_ok(&purchase("purchase_approved", "p2", 6000, "HP2"));
+    assert_eq!(body["status"], "applied");
+    assert_eq!(w.sandbox.count("addusertocourse"), 2, "one call per course, none for the repeat");
+    assert_eq!(w.sandbox.count("usersignup"), 1);
+    // The same delivery again: a duplicate, no LMS call.
+    let (status, body) = w.push(&purchase("purchase_approved", "p1", 5000, "HP1"));
+    assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(w.sandbox.count("addusertocourse"), 2);
+}
+
+#[test]
+fn refund_unenrolls_and_a_refund_before_its_approval_never_enrolls() {
+    let w = world("refund");
+    w.push_ok(&purchase("purchase_approved", "a1", 6000, "HP10"));
+    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+    w.push_ok(&purchase("purchase_refunded", "r1", 6000, "HP10"));
+    assert!(w.sandbox.courses_of(ANA).is_empty());
+
+    // Another transaction whose refund arrives first.
+    w.push_ok(&purchase("purchase_refunded", "r2", 7000, "HP11"));
+    let late_approval = event("purchase_approved", |raw| {
+        raw["id"] = "a2".into();
+        raw["creation_date"] = (now_ms() - 60_000).into();
+        raw["data"]["product"]["id"] = 7000.into();
+        raw["data"]["purchase"]["transaction"] = "HP11".into();
+    });
+    // Recorded in the grant's history, but a revoked transaction gives no access.
+    w.push_ok(&late_approval);
+    assert!(!w.sandbox.courses_of(ANA).contains(&"103".to_owned()));
+    assert_eq!(w.sandbox.count("addusertocourse"), 1, "course 103 was never enrolled");
+}
+
+#[test]
+fn two_products_granting_one_course_keep_it_when_one_is_refunded() {
+    let w = world("two-products");
+    w.push_ok(&purchase("purchase_approved", "a1", 5000, "HP20"));
+    w.push_ok(&purchase("purchase_approved", "a2", 6000, "HP21"));
+    w.push_ok(&purchase("purchase_refunded", "r1", 6000, "HP21"));
+    assert_eq!(w.sandbox.courses_of(ANA), ["101", "102"], "102 still granted by product 5000");
+    w.push_ok(&purchase("purchase_refunded", "r2", 5000, "HP20"));
+    assert!(w.sandbox.courses_of(ANA).is_empty());
+}
+
+fn subscription_charge(id: &str, paid_through_ms: i64) -> Value {
+    event("subscription_purchase_approved", |raw| {
+        raw["id"] = id.into();
+        raw["data"]["purchase"]["date_next_charge"] = paid_through_ms.into();
+    })
+}
+
+#[test]
+fn renewals_extend_and_a_cancellation_ends_at_the_paid_through_date_via_the_sweep() {
+    let (firestore, _) = shared();
+    let w = world("subscription");
+    w.push_ok(&subscription_charge("c1", now_ms() + 2_000));
+    assert_eq!(w.sandbox.courses_of(ANA), ["101"]);
+    // The renewal extends access well past the first period.
+    w.push_ok(&subscription_charge("c2", now_ms() + 60_000));
+    let cancel = event("subscription_cancellation", |raw| {
+        raw["id"] = "cancel".into();
+        raw["data"]["date_next_charge"] = (now_ms() + 4_000).into();
+    });
+    w.push_ok(&cancel);
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(w.backend.sweep(&w.token).0, 200);
+    assert_eq!(w.sandbox.courses_of(ANA), ["101"], "renewed and paid: still enrolled");
+    // Times are native Firestore timestamps (range queries and TTL depend on it).
+    let key = "7fd726011aa08d90d14a923ea0e5e3edf63bfe14b51ee6f6429483118d197c9b";
+    let doc = firestore.document(&w.backend.project, &format!("enrollments/{key}__101"));
+    assert!(doc["fields"]["access_until"]["timestampValue"].is_string(), "{doc}");
+    std::thread::sleep(Duration::from_millis(2_000));
+    let (status, body) = w.backend.sweep(&w.token);
+    assert_eq!((status, body["ended"].as_u64()), (200, Some(1)), "{body}");
+    assert!(w.sandbox.courses_of(ANA).is_empty(), "cancelled: access ends at the paid-through date");
+}
+
+#[test]
+fn a_fixed_term_product_ends_on_time() {
+    let w = world("fixed-term");
+    let approval = event("purchase_approved", |raw| {
+        raw["id"] = "f1".into();
+        // Approved 365 days ago, less three seconds: the term ends three seconds from now.
+        raw["creation_date"] = (now_ms() - 365 * 86_400_000 + 3_000).into();
+        raw["data"]["product"]["id"] = 7000.into();
+        raw["data"]["purchase"]["transaction"] = "HP30".into();
+    });
+    w.push_ok(&approval);
+    assert_eq!(w.sandbox.courses_of(ANA), ["103"]);
+    assert_eq!(w.backend.sweep(&w.token).1["ended"], 0);
+    std::thread::sleep(Duration::from_millis(3_500));
+    let output = w.backend.cli(&["sweep"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("\"ended\":1"));
+    assert!(w.sandbox.courses_of(ANA).is_empty());
+}
+
+#[test]
+fn an_lms_failure_answers_503_and_the_redelivery_applies_it_once() {
+    let w = world("lms-500");
+    w.sandbox.faults(json!({ "fail_next": 1 }));
+    let approval = purchase("purchase_approved", "a1", 6000, "HP40");
+    let (status, body) = w.push(&approval);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert!(w.sandbox.courses_of(ANA).is_empty());
+    // Pub/Sub redelivers: the event is already applied, only the pending actions run.
+    let (status, body) = w.push(&approval);
+    assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")), "{body}");
+    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+    assert_eq!(w.sandbox.count("addusertocourse"), 1);
+}
+
+#[test]
+fn rate_limits_are_honoured_without_hammering_the_lms() {
+    let w = world("rate-limit");
+    w.sandbox.faults(json!({ "rate_limit_next": 1, "retry_after_secs": 2 }));
+    let approval = purchase("purchase_approved", "a1", 6000, "HP50");
+    assert_eq!(w.push(&approval).0, 503);
+    let calls = w.sandbox.state()["calls"].as_array().unwrap().len();
+    // Inside the Retry-After window the backend does not call TalentLMS at all.
+    assert_eq!(w.push(&approval).0, 503);
+    assert_eq!(w.sandbox.state()["calls"].as_array().unwrap().len(), calls, "no call while told to wait");
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(w.push(&approval).0, 200);
+    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+}
+
+#[test]
+fn the_same_push_delivered_twice_concurrently_has_one_effect() {
+    let w = world("concurrent");
+    let approval = purchase("purchase_approved", "a1", 5000, "HP60");
+    let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2).map(|_| s.spawn(|| w.push(&approval))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
+    let mut statuses: Vec<&str> = answers.iter().map(|(_, b)| b["status"].as_str().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, ["applied", "duplicate"]);
+    assert_eq!(w.sandbox.count("usersignup"), 1);
+    assert_eq!(w.sandbox.count("addusertocourse"), 2, "two courses, each enrolled once");
+}
+
+#[test]
+fn bad_tokens_are_refused_with_401_and_no_effect() {
+    let (_, issuer) = shared();
+    let w = world("auth");
+    let approval = purchase("purchase_approved", "a1", 6000, "HP70");
+    let header = json!({ "alg": "RS256", "kid": lms_bridge_tests::backend::KID, "typ": "JWT" });
+    let claims = |edit: &dyn Fn(&mut Value)| {
+        let mut c = Issuer::claims(&w.backend.url);
+        edit(&mut c);
+        c
+    };
+    let b64 = |v: &Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("garbage", Some("not-a-jwt".into())),
+        (
+            "expired",
+            Some(issuer.sign(
+                header.clone(),
+                claims(&|c| {
+                    c["exp"] = (now_ms() / 1000 - 3600).into();
+                    c["iat"] = (now_ms() / 1000 - 7200).into();
+                }),
+            )),
+        ),
+        ("wrong audience", Some(issuer.sign(header.clone(), claims(&|c| c["aud"] = "https://elsewhere".into())))),
+        ("wrong issuer", Some(issuer.sign(header.clone(), claims(&|c| c["iss"] = "https://evil.example".into())))),
+        ("wrong account", Some(issuer.sign(header.clone(), claims(&|c| c["email"] = "x@evil.example".into())))),
+        ("unverified email", Some(issuer.sign(header.clone(), claims(&|c| c["email_verified"] = false.into())))),
+        ("alg none", Some(format!("{}.{}.", b64(&json!({ "alg": "none", "typ": "JWT" })), b64(&claims(&|_| {}))))),
+        (
+            "bad signature",
+            Some({
+                let token = issuer.token(&w.backend.url);
+                let (input, _) = token.rsplit_once('.').unwrap();
+                format!("{input}.AAAA")
+            }),
+        ),
+    ];
+    for (what, token) in cases {
+        let (status, body) = w.backend.push_with(&approval, "m1", token.as_deref());
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{what}");
+    }
+    assert_eq!(w.sandbox.count("addusertocourse"), 0);
+    assert_eq!(w.sandbox.count("usersignup"), 0);
+    let sweep = reqwest::blocking::Client::new().post(format!("{}/tasks/sweep", w.backend.url)).send().unwrap();
+    assert_eq!(sweep.status().as_u16(), 401);
+}
+
+#[test]
+fn poison_unmapped_and_unparsed_messages_are_acked_and_recorded() {
+    let w = world("poison");
+    // Not an event at all: acked so it does not loop.
+    let (status, body) = w.backend.push_with(&json!({ "schema": "other" }), "m-poison", Some(&w.token));
+    assert_eq!((status, body["status"].as_str()), (200, Some("failed")), "{body}");
+    // Product 0: Hotmart's test button.
+    let test_button = purchase("purchase_approved", "t0", 0, "HP0");
+    assert_eq!(w.push_ok(&test_button)["status"], "ignored");
+    // Unparsed: quarantined with its raw body, then replayed once the body normalizes.
+    let body = String::from_utf8(fixture("hotmart/purchase_approved.json")).unwrap().replace("4774438", "6000");
+    let source = hotmart::Hotmart::new([String::from("x")]);
+    use lms_bridge_shared::source::Source as _;
+    let reason = lms_bridge_shared::source::NormalizeError::MissingField("data.buyer.email");
+    let unparsed = source.quarantine(body.as_bytes(), &reason, Timestamp::from_unix_millis(now_ms()).unwrap());
+    let unparsed = serde_json::to_value(&unparsed).unwrap();
+    assert_eq!(w.push_ok(&unparsed)["status"], "quarantined");
+    assert!(w.sandbox.courses_of(ANA).is_empty());
+    let output = w.backend.cli(&["replay", "--quarantined"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("\"result\":\"applied\""), "{report}");
+    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+}
+
+#[test]
+fn student_show_and_mappings_list_tell_the_operator_what_is_known() {
+    let w = world("cli");
+    w.push_ok(&purchase("purchase_approved", "a1", 6000, "HP80"));
+    let output = w.backend.cli(&["student", "show", "  Ana.Souza@Example.com "]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let shown: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(shown["courses"][0]["course"], "102");
+    assert_eq!(shown["courses"][0]["access"], "active");
+    assert!(shown["courses"][0]["grants"]["HP80"].is_object());
+    assert_eq!(shown["lms_user_ids"]["talentlms"], "1");
+
+    let unknown = w.backend.cli(&["student", "show", "nobody@example.com"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&unknown.stderr).lines().count(), 1);
+
+    let list = w.backend.cli(&["mappings", "list"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 4);
+    let bad = std::env::temp_dir().join("bad-mappings.toml");
+    std::fs::write(&bad, "[[product]]\nsource = 1").unwrap();
+    let refused = w.backend.cli(&["mappings", "import", bad.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).starts_with("lms-bridge: invalid mappings file"));
+}
+
+#[test]
+fn idle_users_are_deactivated_when_configured_and_reactivated_on_purchase() {
+    let w = world_with("idle", &["--signup-inactive"], &[("DEACTIVATE_IDLE_USERS", "true")]);
+    w.push_ok(&purchase("purchase_approved", "a1", 6000, "HP90"));
+    assert_eq!(w.sandbox.user_status(ANA).as_deref(), Some("active"), "activated after an inactive signup");
+    w.push_ok(&purchase("purchase_refunded", "r1", 6000, "HP90"));
+    assert_eq!(w.sandbox.user_status(ANA).as_deref(), Some("inactive"));
+    w.push_ok(&purchase("purchase_approved", "a2", 6000, "HP91"));
+    assert_eq!(w.sandbox.user_status(ANA).as_deref(), Some("active"));
+    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+}
