@@ -82,9 +82,14 @@ fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Times
 
 /// The result of the event transaction.
 enum Committed {
-    New { touched: Vec<String>, changed: bool },
+    New {
+        touched: Vec<String>,
+        changed: bool,
+    },
     /// Only the enrollments it touched matter on a redelivery.
-    Seen { enrollments: Vec<String> },
+    Seen {
+        enrollments: Vec<String>,
+    },
 }
 
 impl Engine {

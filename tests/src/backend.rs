@@ -183,7 +183,7 @@ impl Issuer {
 
 /// A running backend.
 pub struct Backend {
-    _service: Service,
+    service: Service,
     /// `http://127.0.0.1:port`.
     pub url: String,
     /// Its GCP project (one per test: isolation in the shared emulator).
@@ -232,12 +232,17 @@ impl Backend {
         let health = format!("{url}/healthz");
         service.wait_until(Duration::from_secs(60), || http_ok(&health));
         Self {
-            _service: service,
+            service,
             url,
             project: project.to_owned(),
             firestore_host: firestore.host.clone(),
             sandbox_url: sandbox.url.clone(),
         }
+    }
+
+    /// SIGTERM, then how it exited (None: still running after `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.service.terminate(timeout)
     }
 
     /// Runs an `lms-bridge` command against this backend's state and LMS.
@@ -259,25 +264,8 @@ impl Backend {
 
     /// Posts a push envelope carrying `event` with `token` (None: no header).
     pub fn push_with(&self, event: &Value, message_id: &str, token: Option<&str>) -> (u16, Value) {
-        let data = base64::engine::general_purpose::STANDARD.encode(event.to_string());
-        let envelope = json!({
-            "message": { "data": data, "messageId": message_id, "attributes": { "event_id": event["id"] },
-                         "publishTime": "2026-11-25T00:00:00Z" },
-            "subscription": "projects/lms-bridge-test/subscriptions/push",
-            "deliveryAttempt": 1,
-        });
-        let mut request = reqwest::blocking::Client::new()
-            .post(format!("{}/pubsub/push", self.url))
-            .json(&envelope)
-            .timeout(Duration::from_secs(60));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().unwrap_or(Value::Null))
+        push_to(&self.url, event, message_id, token)
     }
-
     /// Posts to the sweep endpoint.
     pub fn sweep(&self, token: &str) -> (u16, Value) {
         let response = reqwest::blocking::Client::new()
@@ -287,4 +275,25 @@ impl Backend {
             .unwrap();
         (response.status().as_u16(), response.json().unwrap_or(Value::Null))
     }
+}
+
+/// Posts a Pub/Sub push envelope carrying `event` to the backend at `url`.
+pub fn push_to(url: &str, event: &Value, message_id: &str, token: Option<&str>) -> (u16, Value) {
+    let data = base64::engine::general_purpose::STANDARD.encode(event.to_string());
+    let envelope = json!({
+        "message": { "data": data, "messageId": message_id, "attributes": { "event_id": event["id"] },
+                     "publishTime": "2026-11-25T00:00:00Z" },
+        "subscription": "projects/lms-bridge-test/subscriptions/push",
+        "deliveryAttempt": 1,
+    });
+    let mut request = reqwest::blocking::Client::new()
+        .post(format!("{url}/pubsub/push"))
+        .json(&envelope)
+        .timeout(Duration::from_secs(60));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
 }

@@ -73,7 +73,7 @@ impl Service {
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         let group = format!("-{}", child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -82,8 +82,22 @@ impl Service {
             std::thread::sleep(Duration::from_millis(50));
         }
         // Children (gcloud's Java, workerd) may outlive the leader: always sweep the group.
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = child.wait();
+    }
+
+    /// Sends SIGTERM to the leader only and waits up to `timeout` for it to exit by itself.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// The tail of the log, for failure messages.
