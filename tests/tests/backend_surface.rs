@@ -75,10 +75,13 @@ fn surface_errors_are_json_cloud_run_mode_checks_claims_and_sigterm_stops_cleanl
     assert_eq!(sandbox.count("addusertocourse"), 1);
 }
 
+/// What is wrong, the environment given, and what the one-line error must say.
+type Misconfig<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+
 #[test]
 fn a_half_configured_server_refuses_to_start_with_one_line() {
     let (firestore, sandbox, _issuer) = stack();
-    let cases: [(&str, Vec<(&str, String)>, &str); 3] = [
+    let cases: [Misconfig; 3] = [
         (
             "no API key",
             vec![("TALENTLMS_URL", sandbox.url.clone()), ("PUSH_AUTH", "none".into())],
