@@ -107,6 +107,10 @@ pub struct LmsArgs {
     /// TalentLMS API key (secret).
     #[arg(long, env = "TALENTLMS_API_KEY", hide_env_values = true)]
     pub talentlms_api_key: Option<String>,
+    /// Client-side pace for TalentLMS calls, shared by the whole process (TalentLMS allows
+    /// 200 per 5 s; the default leaves room for other integrations).
+    #[arg(long, env = "TALENTLMS_MAX_CALLS_PER_SECOND", default_value_t = 30)]
+    pub talentlms_max_calls_per_second: u32,
     /// Deactivate LMS users left without any active course (seats cost money).
     #[arg(long, env = "DEACTIVATE_IDLE_USERS", default_value_t = false)]
     pub deactivate_idle_users: bool,

@@ -11,8 +11,9 @@ use anyhow::{bail, Context};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Exactly one rustls provider for the whole process: firestore's gRPC, reqwest and the
-/// Google auth stack would otherwise find two (or none) and panic on first use.
+/// One rustls provider for the whole process, chosen explicitly: the Google stack links
+/// aws-lc-rs and jsonwebtoken/reqwest link ring, and rustls panics on first use when it has to
+/// pick between two on its own.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
@@ -35,7 +36,10 @@ pub fn lms(args: &LmsArgs) -> anyhow::Result<Arc<dyn Lms>> {
                 .clone()
                 .filter(|k| !k.trim().is_empty())
                 .context("TALENTLMS_API_KEY is not set")?;
-            Ok(Arc::new(TalentLms::new(url, key).context("building the TalentLMS client")?))
+            Ok(Arc::new(
+                TalentLms::new(url, key, args.talentlms_max_calls_per_second)
+                    .context("building the TalentLMS client")?,
+            ))
         }
         other => bail!("unknown LMS {other:?} (known: talentlms)"),
     }

@@ -19,10 +19,14 @@ pub const LMS_KEY: &str = "sandbox-api-key-0123456789abcdef";
 /// The push service account the test tokens name.
 pub const PUSH_ACCOUNT: &str = "pubsub-push@lms-bridge-test.iam.gserviceaccount.com";
 
-/// The `lms-bridge` binary, built once per test process.
+/// The `lms-bridge` binary, built once per test process (`LMS_BRIDGE_BIN` overrides it, e.g.
+/// with a release build for load runs).
 pub fn backend_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("LMS_BRIDGE_BIN") {
+            return PathBuf::from(bin);
+        }
         let root = crate::repo_root();
         let status = Command::new(env!("CARGO"))
             .current_dir(&root)
