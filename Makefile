@@ -1,5 +1,5 @@
 # The two commands of README.md. Each installs what it needs first (scripts/setup.sh).
-.PHONY: setup test bench
+.PHONY: setup test bench dev
 
 setup:
 	@scripts/setup.sh
@@ -9,3 +9,6 @@ test: setup
 
 bench: setup
 	cargo bench -p lms-bridge-shared --bench shared
+
+dev: setup
+	@scripts/dev.sh

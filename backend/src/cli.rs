@@ -40,6 +40,12 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Pub/Sub resources.
+    Pubsub {
+        /// What to do.
+        #[command(subcommand)]
+        command: PubsubCommand,
+    },
     /// Re-run stored events through the current code.
     Replay {
         /// Re-normalize the quarantined (unparsed) events and apply those that now parse.
@@ -61,6 +67,54 @@ pub enum MappingsCommand {
     },
     /// Print every mapping as JSON lines.
     List,
+}
+
+/// `pubsub` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PubsubCommand {
+    /// Create the topic, the dead-letter topic and the push subscription (idempotent).
+    Setup(PubsubSetupArgs),
+}
+
+/// Arguments of `lms-bridge pubsub setup`.
+#[derive(Debug, Args)]
+pub struct PubsubSetupArgs {
+    /// GCP project.
+    #[arg(long, env = "GCP_PROJECT")]
+    pub gcp_project: String,
+    /// Topic for normalized events.
+    #[arg(long, env = "PUBSUB_TOPIC", default_value = "lms-bridge-events")]
+    pub topic: String,
+    /// Where undeliverable messages go.
+    #[arg(long, env = "PUBSUB_DEAD_LETTER_TOPIC", default_value = "lms-bridge-dead-letters")]
+    pub dead_letter_topic: String,
+    /// Pull subscription that keeps dead letters for inspection.
+    #[arg(long, env = "PUBSUB_DEAD_LETTER_SUBSCRIPTION", default_value = "lms-bridge-dead-letters")]
+    pub dead_letter_subscription: String,
+    /// The push subscription.
+    #[arg(long, env = "PUBSUB_SUBSCRIPTION", default_value = "lms-bridge-push")]
+    pub subscription: String,
+    /// The backend's push URL, e.g. https://SERVICE/pubsub/push.
+    #[arg(long, env = "PUSH_ENDPOINT")]
+    pub push_endpoint: String,
+    /// Service account whose OIDC token Pub/Sub attaches (absent: no token, emulator only).
+    #[arg(long, env = "PUSH_SERVICE_ACCOUNT")]
+    pub push_service_account: Option<String>,
+    /// Audience of that token (default: the push endpoint).
+    #[arg(long, env = "PUSH_AUDIENCE")]
+    pub push_audience: Option<String>,
+    /// Seconds Pub/Sub waits for an answer: covers the slowest LMS round trip.
+    #[arg(long, default_value_t = 60)]
+    pub ack_deadline_seconds: i32,
+    /// Deliveries before a message is dead-lettered.
+    #[arg(long, default_value_t = 10)]
+    pub max_delivery_attempts: i32,
+    /// First redelivery delay (exponential up to 600 s).
+    #[arg(long, default_value_t = 10)]
+    pub min_backoff_seconds: i64,
+    /// The emulator, when set.
+    #[arg(long, env = "PUBSUB_EMULATOR_HOST")]
+    pub pubsub_emulator_host: Option<String>,
 }
 
 /// `student` subcommands.

@@ -10,5 +10,6 @@ pub mod http;
 pub mod lms;
 pub mod logging;
 pub mod normalize;
+pub mod pubsub_setup;
 pub mod service;
 pub mod store;

@@ -1,9 +1,9 @@
 //! `lms-bridge`: the backend server and its operator commands.
 
 use clap::Parser;
-use lms_bridge_backend::cli::{Cli, Command, StudentCommand};
+use lms_bridge_backend::cli::{Cli, Command, PubsubCommand, StudentCommand};
 use lms_bridge_backend::commands::{self, CommandError};
-use lms_bridge_backend::{logging, normalize, service};
+use lms_bridge_backend::{logging, normalize, pubsub_setup, service};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -48,6 +48,9 @@ fn main() -> ExitCode {
                 commands::student_show(&email, &store).await
             }
             Command::Replay { service, .. } => commands::replay_quarantined(&service).await,
+            Command::Pubsub { command: PubsubCommand::Setup(args) } => {
+                pubsub_setup::setup(&args).await.map_err(CommandError::Failed)
+            }
         }
     });
     match result {

@@ -106,6 +106,13 @@ impl Sandbox {
         self.state()["counts"][action].as_u64().unwrap_or(0)
     }
 
+    /// How many calls of an action succeeded (HTTP 200).
+    pub fn count_ok(&self, action: &str) -> usize {
+        let state = self.state();
+        let calls = state["calls"].as_array().cloned().unwrap_or_default();
+        calls.iter().filter(|c| c["action"] == action && c["status"] == 200).count()
+    }
+
     /// The courses the user with this email is enrolled in.
     pub fn courses_of(&self, email: &str) -> Vec<String> {
         let state = self.state();
@@ -242,6 +249,11 @@ impl Backend {
             firestore_host: firestore.host.clone(),
             sandbox_url: sandbox.url.clone(),
         }
+    }
+
+    /// Kills the whole process group at once (a crash, not a shutdown).
+    pub fn kill(&mut self) {
+        self.service.stop();
     }
 
     /// SIGTERM, then how it exited (None: still running after `timeout`).

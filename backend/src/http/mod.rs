@@ -41,13 +41,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+// Pub/Sub (and its emulator) send the id twice, as `messageId` and `message_id`: two fields,
+// not a serde alias, which would refuse the duplicate.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct PushMessage {
     #[serde(default)]
     data: String,
-    #[serde(alias = "message_id")]
-    message_id: String,
+    #[serde(rename = "messageId")]
+    message_id: Option<String>,
+    #[serde(rename = "message_id")]
+    message_id_snake: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -91,9 +94,11 @@ fn unavailable(e: &ApplyError) -> ApiError {
 async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
     authenticate(&state, &headers).await?;
     let trace = trace(&state, &headers);
-    let envelope: PushEnvelope =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("not a Pub/Sub push envelope: {e}")))?;
-    let message_id = envelope.message.message_id;
+    let envelope: PushEnvelope = serde_json::from_slice(&body).map_err(|e| {
+        tracing::warn!(error = %e, trace = %trace, "push body is not a Pub/Sub push envelope");
+        ApiError::BadRequest(format!("not a Pub/Sub push envelope: {e}"))
+    })?;
+    let message_id = envelope.message.message_id.or(envelope.message.message_id_snake).unwrap_or_default();
     let data = base64::engine::general_purpose::STANDARD.decode(envelope.message.data.as_bytes());
     let event = match data.map_err(|e| e.to_string()).and_then(|d| Event::from_json(&d).map_err(|e| e.to_string())) {
         Ok(event) => event,

@@ -1,0 +1,132 @@
+//! The whole chain, every part real: webhook → edge (workerd) → Pub/Sub emulator → push →
+//! backend → Firestore emulator → LMS sandbox. Assertions are on the sandbox (what the LMS
+//! did) and on the backend's view of the student.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+
+use lms_bridge_tests::backend::{Backend, Firestore, Issuer, Sandbox};
+use lms_bridge_tests::edge::{Edge, HOTTOK};
+use lms_bridge_tests::fixture;
+use lms_bridge_tests::pubsub::{Emulator, PROJECT};
+use serde_json::{json, Value};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+struct Chain {
+    sandbox: Sandbox,
+    _backend: Backend,
+    edge: Edge,
+    _pubsub: Emulator,
+    _firestore: Firestore,
+    _issuer: Issuer,
+}
+
+/// One chain for the binary; tests take turns (the sandbox's faults are global) and use
+/// their own students.
+fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
+    static TURN: Mutex<()> = Mutex::new(());
+    static CHAIN: OnceLock<Chain> = OnceLock::new();
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let chain = CHAIN.get_or_init(|| {
+        let pubsub = Emulator::start();
+        let firestore = Firestore::start();
+        let issuer = Issuer::start();
+        let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), &[]);
+        // The emulator's push carries no OIDC token: the backend runs as `make dev` runs it.
+        let backend = Backend::start(PROJECT, &firestore, &sandbox, &issuer, &[("PUSH_AUTH", "none")]);
+        let setup = backend.cli(&[
+            "pubsub",
+            "setup",
+            "--push-endpoint",
+            &format!("{}/pubsub/push", backend.url),
+            "--min-backoff-seconds",
+            "1",
+            "--pubsub-emulator-host",
+            &pubsub.host,
+        ]);
+        assert!(setup.status.success(), "pubsub setup: {}", String::from_utf8_lossy(&setup.stderr));
+        backend.import_mappings(
+            "[[product]]\nsource = \"hotmart\"\nproduct_id = \"4774438\"\ncourses = [\"101\"]\npolicy = { type = \"lifetime\" }\n",
+        );
+        let edge = Edge::start(
+            "e2e",
+            &[
+                ("HOTMART_HOTTOK", HOTTOK),
+                ("PUBSUB_EMULATOR_HOST", &pubsub.host),
+                ("GCP_PROJECT", PROJECT),
+                ("PUBSUB_TOPIC", "lms-bridge-events"),
+            ],
+        );
+        Chain { sandbox, _backend: backend, edge, _pubsub: pubsub, _firestore: firestore, _issuer: issuer }
+    });
+    (turn, chain)
+}
+
+fn webhook(sample: &str, id: &str, email: &str, transaction: &str) -> Vec<u8> {
+    let mut raw: Value = serde_json::from_slice(&fixture(&format!("hotmart/{sample}.json"))).unwrap();
+    raw["id"] = id.into();
+    raw["data"]["buyer"]["email"] = email.into();
+    raw["data"]["purchase"]["transaction"] = transaction.into();
+    raw.to_string().into_bytes()
+}
+
+fn send(chain: &Chain, body: Vec<u8>) {
+    let (status, answer) = chain.edge.hotmart(body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["via"], "pubsub", "{answer}");
+}
+
+/// Waits until the sandbox shows `courses` for `email`; returns how long it took.
+fn wait_for(chain: &Chain, email: &str, courses: &[&str], timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let now: Vec<String> = chain.sandbox.courses_of(email);
+        if now == courses {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < timeout, "{email}: courses {now:?}, expected {courses:?} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn purchase_enrolls_within_seconds_and_refund_unenrolls() {
+    let (_turn, chain) = chain();
+    let email = "e2e-one@example.com";
+    send(chain, webhook("purchase_approved", "e1-a", email, "HPE1"));
+    let took = wait_for(chain, email, &["101"], Duration::from_secs(5));
+    eprintln!("purchase → enrolled in {took:?}");
+    send(chain, webhook("purchase_refunded", "e1-r", email, "HPE1"));
+    wait_for(chain, email, &[], Duration::from_secs(5));
+}
+
+#[test]
+fn the_same_webhook_three_times_and_a_refund_before_its_approval_end_right() {
+    let (_turn, chain) = chain();
+    let email = "e2e-two@example.com";
+    for _ in 0..3 {
+        send(chain, webhook("purchase_approved", "e2-a", email, "HPE2"));
+    }
+    wait_for(chain, email, &["101"], Duration::from_secs(5));
+    let other = "e2e-three@example.com";
+    send(chain, webhook("purchase_refunded", "e3-r", other, "HPE3"));
+    send(chain, webhook("purchase_approved", "e3-a", other, "HPE3"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(chain.sandbox.courses_of(other).is_empty(), "refunded before approval: never enrolled");
+    let state = chain.sandbox.state();
+    let enrolls_for_two = state["users"].as_array().unwrap().iter().filter(|u| u["email"] == email).count();
+    assert_eq!(enrolls_for_two, 1, "one LMS user");
+    assert_eq!(chain.sandbox.courses_of(email), ["101"]);
+}
+
+#[test]
+fn an_lms_outage_is_retried_by_pubsub_and_applied_once() {
+    let (_turn, chain) = chain();
+    let email = "e2e-four@example.com";
+    let before = chain.sandbox.count_ok("addusertocourse");
+    chain.sandbox.faults(json!({ "fail_next": 3 }));
+    send(chain, webhook("purchase_approved", "e4-a", email, "HPE4"));
+    let took = wait_for(chain, email, &["101"], Duration::from_secs(60));
+    eprintln!("LMS down for 3 calls → enrolled after {took:?}");
+    assert_eq!(chain.sandbox.count_ok("addusertocourse"), before + 1, "enrolled exactly once");
+}
