@@ -10,8 +10,9 @@ use lms_bridge_shared::{decide, Change, CourseId, Event, Timestamp};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a runner holds pending actions before another may take them over.
-const LEASE: Duration = Duration::from_secs(60);
+/// How long a runner holds pending actions before another may take them over: the push
+/// handler's own budget, so a crashed runner's work is taken over soon after.
+const LEASE: Duration = Duration::from_secs(45);
 /// Event records are deleted by the TTL policy after this.
 const EVENT_TTL_DAYS: u32 = 90;
 /// Pending actions older than this are retried by the sweep.
@@ -41,6 +42,10 @@ pub enum ApplyError {
     /// The LMS failed transiently; the state is saved and the actions stay pending.
     #[error(transparent)]
     Lms(LmsError),
+    /// Another runner holds this enrollment's pending actions (a concurrent or crashed
+    /// delivery); acking now could lose them if that runner dies, so ask for a redelivery.
+    #[error("LMS actions for {0} are being run by another delivery")]
+    Busy(String),
 }
 
 /// The engine: the store, the LMS, and the clock.
@@ -78,6 +83,13 @@ fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Times
         expire_at: now.plus_days(EVENT_TTL_DAYS),
         event_json: keep_json.then(|| String::from_utf8_lossy(&event.to_json()).into_owned()),
     }
+}
+
+/// What a runner got when it asked for an enrollment's pending actions.
+enum Claim {
+    Nothing,
+    Busy,
+    Got(EnrollmentDoc, Vec<PendingAction>),
 }
 
 /// The result of the event transaction.
@@ -248,7 +260,7 @@ impl Engine {
     pub async fn run_pending(&self, doc_id: &str) -> Result<(), ApplyError> {
         let now = now();
         let doc_key = doc_id.to_owned();
-        let claimed: Option<(EnrollmentDoc, Vec<PendingAction>)> = self
+        let claimed: Claim = self
             .store
             .db()
             .run_transaction(|db, tx| {
@@ -256,12 +268,12 @@ impl Engine {
                 async move {
                     let doc: Option<EnrollmentDoc> =
                         db.fluent().select().by_id_in(ENROLLMENTS).obj().one(&doc_key).await?;
-                    let Some(mut doc) = doc else { return Ok(None) };
+                    let Some(mut doc) = doc else { return Ok(Claim::Nothing) };
                     let free = |p: &PendingAction| p.leased_until.is_none_or(|until| until <= now);
                     // Actions run in order: stop at the first one someone else holds.
                     let take = doc.pending.iter().take_while(|p| free(p)).count();
                     if take == 0 {
-                        return Ok(None);
+                        return Ok(if doc.pending.is_empty() { Claim::Nothing } else { Claim::Busy });
                     }
                     for p in doc.pending.iter_mut().take(take) {
                         p.leased_until = Some(after(now, LEASE));
@@ -275,13 +287,17 @@ impl Engine {
                         .document_id(&doc_key)
                         .object(&doc)
                         .add_to_transaction(tx)?;
-                    Ok(Some((doc, claimed)))
+                    Ok(Claim::Got(doc, claimed))
                 }
                 .boxed()
             })
             .await
             .map_err(StoreError)?;
-        let Some((doc, claimed)) = claimed else { return Ok(()) };
+        let (doc, claimed) = match claimed {
+            Claim::Nothing => return Ok(()),
+            Claim::Busy => return Err(ApplyError::Busy(doc_id.to_owned())),
+            Claim::Got(doc, claimed) => (doc, claimed),
+        };
 
         let mut done = Vec::new();
         let mut failed_for_good = Vec::new();
@@ -494,15 +510,23 @@ impl Engine {
                 ended += 1;
                 tracing::info!(student = %doc.student_key, course = %doc.course_id, "access ended by the sweep");
             }
-            self.run_pending(&doc_id).await?;
+            skip_busy(self.run_pending(&doc_id).await)?;
         }
         let mut retried = 0;
         let cutoff = Timestamp::from_unix_millis(now.unix_millis() - STALE_PENDING.as_millis() as i64).unwrap_or(now);
         for doc in self.store.stale_pending(cutoff).await? {
             retried += 1;
-            self.run_pending(&enrollment_doc_id(&doc.student_key, &doc.course_id)).await?;
+            skip_busy(self.run_pending(&enrollment_doc_id(&doc.student_key, &doc.course_id)).await)?;
         }
         Ok((ended, retried))
+    }
+}
+
+/// The sweep leaves enrollments another runner holds to that runner.
+fn skip_busy(result: Result<(), ApplyError>) -> Result<(), ApplyError> {
+    match result {
+        Err(ApplyError::Busy(_)) => Ok(()),
+        other => other,
     }
 }
 
@@ -510,5 +534,6 @@ fn to_lms_error(e: ApplyError) -> LmsError {
     match e {
         ApplyError::Lms(e) => e,
         ApplyError::Store(e) => LmsError::Transient { message: e.to_string(), retry_after: None },
+        ApplyError::Busy(e) => LmsError::Transient { message: e, retry_after: None },
     }
 }

@@ -225,7 +225,18 @@ impl Backend {
         issuer: &Issuer,
         extra: &[(&str, &str)],
     ) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), project, firestore, sandbox, issuer, extra)
+    }
+
+    /// The same on a given port (a restart keeps the push endpoint).
+    pub fn start_on(
+        port: u16,
+        project: &str,
+        firestore: &Firestore,
+        sandbox: &Sandbox,
+        issuer: &Issuer,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let url = format!("http://127.0.0.1:{port}");
         let mut command = Command::new(backend_bin());
         command.arg("serve").envs(Self::env(project, &firestore.host, &sandbox.url));

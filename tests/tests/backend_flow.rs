@@ -241,10 +241,13 @@ fn the_same_push_delivered_twice_concurrently_has_one_effect() {
         let handles: Vec<_> = (0..2).map(|_| s.spawn(|| w.push(&approval))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
-    let mut statuses: Vec<&str> = answers.iter().map(|(_, b)| b["status"].as_str().unwrap()).collect();
-    statuses.sort();
-    assert_eq!(statuses, ["applied", "duplicate"]);
+    // One applies it; the other sees a duplicate — done (200), or still running elsewhere
+    // (503: Pub/Sub will redeliver, so nothing is acked while it could still be lost).
+    let applied = answers.iter().filter(|(s, b)| *s == 200 && b["status"] == "applied").count();
+    let other_ok = answers.iter().any(|(s, b)| (*s == 200 && b["status"] == "duplicate") || *s == 503);
+    assert!(applied == 1 && other_ok, "{answers:?}");
+    let (status, body) = w.push(&approval);
+    assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")), "a later redelivery is acked");
     assert_eq!(w.sandbox.count("usersignup"), 1);
     assert_eq!(w.sandbox.count("addusertocourse"), 2, "two courses, each enrolled once");
 }

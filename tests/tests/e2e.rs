@@ -16,7 +16,7 @@ struct Chain {
     sandbox: Sandbox,
     _backend: Backend,
     edge: Edge,
-    _pubsub: Emulator,
+    pubsub: Emulator,
     _firestore: Firestore,
     _issuer: Issuer,
 }
@@ -57,7 +57,7 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
                 ("PUBSUB_TOPIC", "lms-bridge-events"),
             ],
         );
-        Chain { sandbox, _backend: backend, edge, _pubsub: pubsub, _firestore: firestore, _issuer: issuer }
+        Chain { sandbox, _backend: backend, edge, pubsub, _firestore: firestore, _issuer: issuer }
     });
     (turn, chain)
 }
@@ -78,9 +78,13 @@ fn send(chain: &Chain, body: Vec<u8>) {
 
 /// Waits until the sandbox shows `courses` for `email`; returns how long it took.
 fn wait_for(chain: &Chain, email: &str, courses: &[&str], timeout: Duration) -> Duration {
+    wait_in(&chain.sandbox, email, courses, timeout)
+}
+
+fn wait_in(sandbox: &Sandbox, email: &str, courses: &[&str], timeout: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        let now: Vec<String> = chain.sandbox.courses_of(email);
+        let now: Vec<String> = sandbox.courses_of(email);
         if now == courses {
             return started.elapsed();
         }
@@ -129,4 +133,64 @@ fn an_lms_outage_is_retried_by_pubsub_and_applied_once() {
     let took = wait_for(chain, email, &["101"], Duration::from_secs(60));
     eprintln!("LMS down for 3 calls → enrolled after {took:?}");
     assert_eq!(chain.sandbox.count_ok("addusertocourse"), before + 1, "enrolled exactly once");
+}
+
+#[test]
+fn a_backend_killed_mid_stream_loses_nothing_and_doubles_nothing() {
+    let (_turn, chain) = chain();
+    // A chain of our own behind the same edge and topic: its own push subscription, backend
+    // (killable, restarted at the same address), Firestore project and LMS sandbox, so what
+    // the sandbox shows was done by this backend alone.
+    let pubsub_host = chain.pubsub.host.clone();
+    let (firestore, issuer) = (&chain._firestore, &chain._issuer);
+    let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), &[]);
+    let port = lms_bridge_tests::process::free_port();
+    let start = || Backend::start_on(port, "kill-test", firestore, &sandbox, issuer, &[("PUSH_AUTH", "none")]);
+    let mut backend = start();
+    backend.import_mappings(
+        "[[product]]\nsource = \"hotmart\"\nproduct_id = \"4774438\"\ncourses = [\"101\"]\npolicy = { type = \"lifetime\" }\n",
+    );
+    let setup = backend.cli(&[
+        "pubsub",
+        "setup",
+        "--push-endpoint",
+        &format!("{}/pubsub/push", backend.url),
+        "--subscription",
+        "kill-test",
+        "--gcp-project",
+        PROJECT,
+        "--min-backoff-seconds",
+        "1",
+        "--pubsub-emulator-host",
+        &pubsub_host,
+    ]);
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+
+    // 200 webhooks: 100 approvals, 50 refunds, 50 resends of approvals under new ids.
+    let student = |i: usize| format!("stream-{i}@example.com");
+    let mut stream: Vec<Vec<u8>> =
+        (0..100).map(|i| webhook("purchase_approved", &format!("k-a{i}"), &student(i), &format!("HPK{i}"))).collect();
+    stream.extend(
+        (0..100).step_by(2).map(|i| webhook("purchase_refunded", &format!("k-r{i}"), &student(i), &format!("HPK{i}"))),
+    );
+    stream.extend(
+        (0..50).map(|i| webhook("purchase_approved", &format!("k-a{i}-resend"), &student(i), &format!("HPK{i}"))),
+    );
+    assert_eq!(stream.len(), 200);
+    for (n, body) in stream.into_iter().enumerate() {
+        if n == 70 {
+            backend.kill();
+        }
+        if n == 110 {
+            backend = start();
+        }
+        send(chain, body);
+    }
+    for i in 0..100 {
+        let expected: &[&str] = if i % 2 == 0 { &[] } else { &["101"] };
+        wait_in(&sandbox, &student(i), expected, Duration::from_secs(150));
+    }
+    assert_eq!(sandbox.count_ok("usersignup"), 100, "one LMS user per student");
+    assert_eq!(sandbox.count_ok("addusertocourse"), 100, "each student enrolled once, none twice");
+    drop(backend);
 }

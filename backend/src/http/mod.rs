@@ -88,6 +88,7 @@ fn unavailable(e: &ApplyError) -> ApiError {
     ApiError::Unavailable(match e {
         ApplyError::Store(_) => "state store unavailable; retry".to_owned(),
         ApplyError::Lms(_) => "LMS unavailable; the change is saved and will be retried".to_owned(),
+        ApplyError::Busy(_) => "another delivery is applying this change; retry".to_owned(),
     })
 }
 
