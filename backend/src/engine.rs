@@ -89,7 +89,7 @@ fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Times
 enum Claim {
     Nothing,
     Busy,
-    Got(EnrollmentDoc, Vec<PendingAction>),
+    Got(Box<EnrollmentDoc>, Vec<PendingAction>),
 }
 
 /// The result of the event transaction.
@@ -287,7 +287,7 @@ impl Engine {
                         .document_id(&doc_key)
                         .object(&doc)
                         .add_to_transaction(tx)?;
-                    Ok(Claim::Got(doc, claimed))
+                    Ok(Claim::Got(Box::new(doc), claimed))
                 }
                 .boxed()
             })
