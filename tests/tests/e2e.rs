@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 struct Chain {
     sandbox: Sandbox,
-    _backend: Backend,
+    backend: Backend,
     edge: Edge,
-    pubsub: Emulator,
+    pubsub: Mutex<Emulator>,
     _firestore: Firestore,
     _issuer: Issuer,
 }
@@ -34,17 +34,7 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
         let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), &[]);
         // The emulator's push carries no OIDC token: the backend runs as `make dev` runs it.
         let backend = Backend::start(PROJECT, &firestore, &sandbox, &issuer, &[("PUSH_AUTH", "none")]);
-        let setup = backend.cli(&[
-            "pubsub",
-            "setup",
-            "--push-endpoint",
-            &format!("{}/pubsub/push", backend.url),
-            "--min-backoff-seconds",
-            "1",
-            "--pubsub-emulator-host",
-            &pubsub.host,
-        ]);
-        assert!(setup.status.success(), "pubsub setup: {}", String::from_utf8_lossy(&setup.stderr));
+        setup_pubsub(&backend, &pubsub.host);
         backend.import_mappings(
             "[[product]]\nsource = \"hotmart\"\nproduct_id = \"4774438\"\ncourses = [\"101\"]\npolicy = { type = \"lifetime\" }\n",
         );
@@ -57,9 +47,24 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
                 ("PUBSUB_TOPIC", "lms-bridge-events"),
             ],
         );
-        Chain { sandbox, _backend: backend, edge, pubsub, _firestore: firestore, _issuer: issuer }
+        Chain { sandbox, backend, edge, pubsub: Mutex::new(pubsub), _firestore: firestore, _issuer: issuer }
     });
     (turn, chain)
+}
+
+/// `lms-bridge pubsub setup` for the chain's backend, as `make dev` runs it.
+fn setup_pubsub(backend: &Backend, host: &str) {
+    let setup = backend.cli(&[
+        "pubsub",
+        "setup",
+        "--push-endpoint",
+        &format!("{}/pubsub/push", backend.url),
+        "--min-backoff-seconds",
+        "1",
+        "--pubsub-emulator-host",
+        host,
+    ]);
+    assert!(setup.status.success(), "pubsub setup: {}", String::from_utf8_lossy(&setup.stderr));
 }
 
 fn webhook(sample: &str, id: &str, email: &str, transaction: &str) -> Vec<u8> {
@@ -141,7 +146,7 @@ fn a_backend_killed_mid_stream_loses_nothing_and_doubles_nothing() {
     // A chain of our own behind the same edge and topic: its own push subscription, backend
     // (killable, restarted at the same address), Firestore project and LMS sandbox, so what
     // the sandbox shows was done by this backend alone.
-    let pubsub_host = chain.pubsub.host.clone();
+    let pubsub_host = chain.pubsub.lock().unwrap().host.clone();
     let (firestore, issuer) = (&chain._firestore, &chain._issuer);
     let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), &[]);
     let port = lms_bridge_tests::process::free_port();
@@ -193,4 +198,26 @@ fn a_backend_killed_mid_stream_loses_nothing_and_doubles_nothing() {
     assert_eq!(sandbox.count_ok("usersignup"), 100, "one LMS user per student");
     assert_eq!(sandbox.count_ok("addusertocourse"), 100, "each student enrolled once, none twice");
     drop(backend);
+}
+
+#[test]
+fn webhooks_during_a_pubsub_outage_are_answered_via_the_queue_and_all_applied() {
+    let (_turn, chain) = chain();
+    let student = |i: usize| format!("outage-{i}@example.com");
+    let mut pubsub = chain.pubsub.lock().unwrap();
+    pubsub.stop();
+    for i in 0..8 {
+        let (status, answer) =
+            chain.edge.hotmart(webhook("purchase_approved", &format!("o-a{i}"), &student(i), &format!("HPO{i}")));
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["via"], "queue", "{answer}");
+    }
+    // The emulator comes back empty: topic and subscription are set up again, as after a
+    // real re-provisioning; the edge's queue consumer then delivers the parked events.
+    pubsub.restart();
+    setup_pubsub(&chain.backend, &pubsub.host);
+    drop(pubsub);
+    for i in 0..8 {
+        wait_for(chain, &student(i), &["101"], Duration::from_secs(120));
+    }
 }
