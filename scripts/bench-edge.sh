@@ -5,6 +5,7 @@
 #   (c) POST /webhooks/hotmart     — the same with publish answered by an instant local sink
 # 2 connections per core, bounded duration. Needs wrk (apt-get install wrk).
 set -euo pipefail
+# shellcheck source=scripts/tools.sh
 source "$(dirname "$0")/tools.sh"
 cd "$ROOT"
 DURATION=${DURATION:-20s}
@@ -23,7 +24,7 @@ start() { setsid "$@" >"$work/$(basename "$1").$RANDOM.log" 2>&1 & pids+=($!); }
 wait_http() { for _ in $(seq 300); do curl -fs "$1" >/dev/null && return; sleep 0.2; done; echo "no answer from $1" >&2; exit 1; }
 
 emu=$(port); sink=$(port); edge_b=$(port); edge_c=$(port)
-start gcloud beta emulators pubsub start --quiet --host-port=127.0.0.1:$emu --project=bench
+start gcloud beta emulators pubsub start --quiet --host-port="127.0.0.1:$emu" --project=bench
 wait_http "http://127.0.0.1:$emu/"
 curl -fs -X PUT "http://127.0.0.1:$emu/v1/projects/bench/topics/bench" >/dev/null
 start target/debug/pubsub-sink "$sink"

@@ -4,6 +4,7 @@
 # nothing the Worker is built from changed, the previous build is reused (wasm-opt alone
 # takes tens of seconds here).
 set -euo pipefail
+# shellcheck source=scripts/tools.sh
 source "$(dirname "$0")/tools.sh"
 cd "$ROOT"
 stamp=edge/build/.inputs.sha256

@@ -3,6 +3,7 @@
 # push subscription, the LMS sandbox, the backend, a sample mapping, and the edge in workerd.
 # Each runs in its own process group; Ctrl-C stops them all. Logs: .dev/logs/.
 set -euo pipefail
+# shellcheck source=scripts/tools.sh
 source "$(dirname "$0")/tools.sh"
 cd "$ROOT"
 scripts/setup.sh

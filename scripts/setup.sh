@@ -2,6 +2,7 @@
 # Installs everything building and testing lms-bridge needs. Idempotent: a second run only
 # checks versions and takes seconds.
 set -euo pipefail
+# shellcheck source=scripts/tools.sh
 source "$(dirname "$0")/tools.sh"
 cd "$ROOT"
 
@@ -30,6 +31,12 @@ if ! cmp -s package-lock.json "$stamp"; then
   step "installing the pinned npm tools (wrangler, esbuild, binaryen, node 22)"
   npm ci --no-audit --no-fund
   cp package-lock.json "$stamp"
+fi
+
+# The tests lint the shell scripts (deploy/gcp.sh among them) with shellcheck.
+if ! command -v shellcheck >/dev/null; then
+  step "installing shellcheck (Debian package)"
+  apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null
 fi
 
 for tool in "$WASM_BINDGEN_BIN" "$ESBUILD_BIN" "$WASM_OPT_BIN" "$CARGO_BIN/worker-build"; do

@@ -2,6 +2,7 @@
 # Every check a change must pass: formatting, clippy (native and wasm32), the edge build, and
 # every test. Run through `make test` (which runs setup.sh first).
 set -euo pipefail
+# shellcheck source=scripts/tools.sh
 source "$(dirname "$0")/tools.sh"
 cd "$ROOT"
 

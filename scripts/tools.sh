@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the other scripts: where the pinned tools live and which versions they must be.
 # The versions come from the lockfiles, so a dependency bump cannot leave a stale tool behind.
 
@@ -9,6 +10,7 @@ lock_version() {
   awk -v name="$1" '$0 == "name = \"" name "\"" { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
 }
 
+export WASM_BINDGEN_VERSION WORKER_BUILD_VERSION
 WASM_BINDGEN_VERSION="$(lock_version wasm-bindgen)"
 WORKER_BUILD_VERSION="$(lock_version worker)"
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
