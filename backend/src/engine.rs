@@ -187,17 +187,7 @@ impl Engine {
                             continue;
                         }
                         changed = true;
-                        for (i, action) in decision.actions.into_iter().enumerate() {
-                            doc.pending.push(PendingAction {
-                                id: format!("{}#{i}", event.id),
-                                action,
-                                created_at: now,
-                                leased_until: None,
-                                attempts: 0,
-                                last_error: None,
-                            });
-                        }
-                        doc.set_state(decision.enrollment, now);
+                        doc.apply(decision, event.id.as_str(), now);
                         db.fluent()
                             .update()
                             .in_col(ENROLLMENTS)
@@ -483,17 +473,7 @@ impl Engine {
                         if !decision.changed {
                             return Ok(false);
                         }
-                        for (i, action) in decision.actions.into_iter().enumerate() {
-                            doc.pending.push(PendingAction {
-                                id: format!("sweep:{}#{i}", now.unix_millis()),
-                                action,
-                                created_at: now,
-                                leased_until: None,
-                                attempts: 0,
-                                last_error: None,
-                            });
-                        }
-                        doc.set_state(decision.enrollment, now);
+                        doc.apply(decision, &format!("sweep:{}", now.unix_millis()), now);
                         db.fluent()
                             .update()
                             .in_col(ENROLLMENTS)

@@ -163,6 +163,21 @@ impl EnrollmentDoc {
         self.touch(now);
     }
 
+    /// Applies a decision: queues its LMS actions (ids `{cause}#{n}`) and stores the new state.
+    pub fn apply(&mut self, decision: lms_bridge_shared::Decision, cause: &str, now: Timestamp) {
+        for (i, action) in decision.actions.into_iter().enumerate() {
+            self.pending.push(PendingAction {
+                id: format!("{cause}#{i}"),
+                action,
+                created_at: now,
+                leased_until: None,
+                attempts: 0,
+                last_error: None,
+            });
+        }
+        self.set_state(decision.enrollment, now);
+    }
+
     /// Bumps the version and recomputes `pending_since`.
     pub fn touch(&mut self, now: Timestamp) {
         self.pending_since = self.pending.iter().map(|p| p.created_at).min();
