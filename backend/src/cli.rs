@@ -109,9 +109,12 @@ pub struct PubsubSetupArgs {
     /// Deliveries before a message is dead-lettered.
     #[arg(long, default_value_t = 10)]
     pub max_delivery_attempts: i32,
-    /// First redelivery delay (exponential up to 600 s).
+    /// First redelivery delay (then exponential).
     #[arg(long, default_value_t = 10)]
     pub min_backoff_seconds: i64,
+    /// Longest redelivery delay.
+    #[arg(long, default_value_t = 600)]
+    pub max_backoff_seconds: i64,
     /// The emulator, when set.
     #[arg(long, env = "PUBSUB_EMULATOR_HOST")]
     pub pubsub_emulator_host: Option<String>,

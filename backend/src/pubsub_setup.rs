@@ -64,7 +64,7 @@ pub async fn setup(args: &PubsubSetupArgs) -> anyhow::Result<String> {
     let subscription = format!("projects/{project}/subscriptions/{}", args.subscription);
     let retry = RetryPolicy::new()
         .set_minimum_backoff(google_cloud_wkt::Duration::clamp(args.min_backoff_seconds, 0))
-        .set_maximum_backoff(google_cloud_wkt::Duration::clamp(600, 0));
+        .set_maximum_backoff(google_cloud_wkt::Duration::clamp(args.max_backoff_seconds, 0));
     let created = subscriptions
         .create_subscription()
         .set_name(subscription.clone())

@@ -12,6 +12,26 @@ use serde_json::{json, Value};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+const CHAIN_MAPPINGS: &str = r#"
+[[product]]
+source = "hotmart"
+product_id = "4774438"
+courses = ["101"]
+policy = { type = "lifetime" }
+
+[[product]]
+source = "hotmart"
+product_id = "4774439"
+courses = ["102"]
+policy = { type = "subscription", grace_days = 0 }
+
+[[product]]
+source = "hotmart"
+product_id = "4774440"
+courses = ["103"]
+policy = { type = "fixed_days", days = 365 }
+"#;
+
 struct Chain {
     sandbox: Sandbox,
     backend: Backend,
@@ -35,9 +55,7 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
         // The emulator's push carries no OIDC token: the backend runs as `make dev` runs it.
         let backend = Backend::start(PROJECT, &firestore, &sandbox, &issuer, &[("PUSH_AUTH", "none")]);
         setup_pubsub(&backend, &pubsub.host);
-        backend.import_mappings(
-            "[[product]]\nsource = \"hotmart\"\nproduct_id = \"4774438\"\ncourses = [\"101\"]\npolicy = { type = \"lifetime\" }\n",
-        );
+        backend.import_mappings(CHAIN_MAPPINGS);
         let edge = Edge::start(
             "e2e",
             &[
@@ -220,4 +238,66 @@ fn webhooks_during_a_pubsub_outage_are_answered_via_the_queue_and_all_applied() 
     for i in 0..8 {
         wait_for(chain, &student(i), &["101"], Duration::from_secs(120));
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn sweep(chain: &Chain) -> Value {
+    let response = reqwest::blocking::Client::new().post(format!("{}/tasks/sweep", chain.backend.url)).send().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response.json().unwrap()
+}
+
+#[test]
+fn renewals_extend_a_cancellation_ends_at_the_paid_date_and_a_fixed_term_expires() {
+    let (_turn, chain) = chain();
+    let email = "e2e-subscriber@example.com";
+    let charge = |id: &str, paid_through: i64| {
+        let mut raw: Value = serde_json::from_slice(&fixture("hotmart/subscription_purchase_approved.json")).unwrap();
+        raw["id"] = id.into();
+        raw["creation_date"] = now_ms().into();
+        raw["data"]["buyer"]["email"] = email.into();
+        raw["data"]["product"]["id"] = 4774439.into();
+        raw["data"]["subscription"]["subscriber"]["code"] = "SUBE2E".into();
+        raw["data"]["purchase"]["date_next_charge"] = paid_through.into();
+        raw.to_string().into_bytes()
+    };
+    send(chain, charge("s-c1", now_ms() + 3_000));
+    wait_for(chain, email, &["102"], Duration::from_secs(5));
+    // A renewal extends the paid period; then the subscriber cancels: access lasts to the
+    // paid-through date of the cancellation, and the sweep ends it there.
+    send(chain, charge("s-c2", now_ms() + 60_000));
+    let mut cancel: Value = serde_json::from_slice(&fixture("hotmart/subscription_cancellation.json")).unwrap();
+    cancel["id"] = "s-cancel".into();
+    cancel["creation_date"] = now_ms().into();
+    cancel["data"]["subscriber"]["email"] = email.into();
+    cancel["data"]["subscriber"]["code"] = "SUBE2E".into();
+    cancel["data"]["product"]["id"] = 4774439.into();
+    let ends = now_ms() + 10_000;
+    cancel["data"]["date_next_charge"] = ends.into();
+    send(chain, cancel.to_string().into_bytes());
+
+    // Fixed term: approved 365 days ago less 10 seconds.
+    let fixed = "e2e-fixed@example.com";
+    let mut raw: Value = serde_json::from_slice(&fixture("hotmart/purchase_approved.json")).unwrap();
+    raw["id"] = "f-a".into();
+    raw["creation_date"] = (now_ms() - 365 * 86_400_000 + 10_000).into();
+    raw["data"]["buyer"]["email"] = fixed.into();
+    raw["data"]["product"]["id"] = 4774440.into();
+    raw["data"]["purchase"]["transaction"] = "HPF1".into();
+    send(chain, raw.to_string().into_bytes());
+    wait_for(chain, fixed, &["103"], Duration::from_secs(5));
+
+    std::thread::sleep(Duration::from_millis(3_500));
+    sweep(chain);
+    assert_eq!(chain.sandbox.courses_of(email), ["102"], "renewed: still enrolled after the first period");
+    while now_ms() < ends + 500 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let swept = sweep(chain);
+    assert!(swept["ended"].as_u64().unwrap() >= 2, "{swept}");
+    assert!(chain.sandbox.courses_of(email).is_empty(), "cancelled: ends at the paid-through date");
+    assert!(chain.sandbox.courses_of(fixed).is_empty(), "fixed term over");
 }
