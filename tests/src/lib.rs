@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
 
 pub mod backend;
+pub mod chaos;
 pub mod edge;
 pub mod process;
 pub mod pubsub;

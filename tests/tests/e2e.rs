@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
 
 use lms_bridge_tests::backend::{Backend, Firestore, Issuer, Sandbox};
+use lms_bridge_tests::chaos::ChaosProxy;
 use lms_bridge_tests::edge::{Edge, HOTTOK};
 use lms_bridge_tests::fixture;
 use lms_bridge_tests::pubsub::{Emulator, PROJECT};
@@ -33,6 +34,8 @@ policy = { type = "fixed_days", days = 365 }
 "#;
 
 struct Chain {
+    /// Between the edge and Pub/Sub: an outage without losing the emulator's state.
+    proxy: ChaosProxy,
     sandbox: Sandbox,
     backend: Backend,
     edge: Edge,
@@ -56,16 +59,17 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
         let backend = Backend::start(PROJECT, &firestore, &sandbox, &issuer, &[("PUSH_AUTH", "none")]);
         setup_pubsub(&backend, &pubsub.host);
         backend.import_mappings(CHAIN_MAPPINGS);
+        let proxy = ChaosProxy::start(&pubsub.host);
         let edge = Edge::start(
             "e2e",
             &[
                 ("HOTMART_HOTTOK", HOTTOK),
-                ("PUBSUB_EMULATOR_HOST", &pubsub.host),
+                ("PUBSUB_EMULATOR_HOST", &proxy.host),
                 ("GCP_PROJECT", PROJECT),
                 ("PUBSUB_TOPIC", "lms-bridge-events"),
             ],
         );
-        Chain { sandbox, backend, edge, pubsub: Mutex::new(pubsub), _firestore: firestore, _issuer: issuer }
+        Chain { proxy, sandbox, backend, edge, pubsub: Mutex::new(pubsub), _firestore: firestore, _issuer: issuer }
     });
     (turn, chain)
 }
@@ -222,19 +226,17 @@ fn a_backend_killed_mid_stream_loses_nothing_and_doubles_nothing() {
 fn webhooks_during_a_pubsub_outage_are_answered_via_the_queue_and_all_applied() {
     let (_turn, chain) = chain();
     let student = |i: usize| format!("outage-{i}@example.com");
-    let mut pubsub = chain.pubsub.lock().unwrap();
-    pubsub.stop();
+    chain.proxy.cut();
     for i in 0..8 {
         let (status, answer) =
             chain.edge.hotmart(webhook("purchase_approved", &format!("o-a{i}"), &student(i), &format!("HPO{i}")));
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["via"], "queue", "{answer}");
     }
-    // The emulator comes back empty: topic and subscription are set up again, as after a
-    // real re-provisioning; the edge's queue consumer then delivers the parked events.
-    pubsub.restart();
-    setup_pubsub(&chain.backend, &pubsub.host);
-    drop(pubsub);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(chain.sandbox.courses_of(&student(0)).is_empty(), "nothing reaches Pub/Sub while it is cut off");
+    // Pub/Sub comes back; the edge's queue consumer delivers the parked events.
+    chain.proxy.restore();
     for i in 0..8 {
         wait_for(chain, &student(i), &["101"], Duration::from_secs(120));
     }

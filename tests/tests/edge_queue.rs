@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
 
+use lms_bridge_tests::chaos::ChaosProxy;
 use lms_bridge_tests::edge::{Edge, HOTTOK};
 use lms_bridge_tests::fixture;
 use lms_bridge_tests::pubsub::{Emulator, PROJECT};
@@ -13,17 +14,23 @@ const TOPIC: &str = "edge-queue";
 
 #[test]
 fn events_accepted_while_pubsub_is_down_are_published_when_it_returns() {
-    let mut emulator = Emulator::start();
+    let emulator = Emulator::start();
+    let client = emulator.client();
+    client.create_topic(TOPIC);
+    client.create_subscription("after-outage", TOPIC);
+    // Pub/Sub is cut off and restored through a proxy, as a real outage would: its topics and
+    // subscriptions survive (an emulator restart would lose them).
+    let proxy = ChaosProxy::start(&emulator.host);
     let edge = Edge::start(
         "queue",
         &[
             ("HOTMART_HOTTOK", HOTTOK),
-            ("PUBSUB_EMULATOR_HOST", &emulator.host),
+            ("PUBSUB_EMULATOR_HOST", &proxy.host),
             ("GCP_PROJECT", PROJECT),
             ("PUBSUB_TOPIC", TOPIC),
         ],
     );
-    emulator.stop();
+    proxy.cut();
 
     let template: serde_json::Value = serde_json::from_slice(&fixture("hotmart/purchase_approved.json")).unwrap();
     let mut sent = BTreeSet::new();
@@ -38,12 +45,9 @@ fn events_accepted_while_pubsub_is_down_are_published_when_it_returns() {
         sent.insert(answer["event_id"].as_str().unwrap().to_owned());
     }
 
-    // The emulator comes back empty, as a real outage might not: recreate topic and
-    // subscription, then wait for the consumer's retries.
-    emulator.restart();
-    let client = emulator.client();
-    client.create_topic(TOPIC);
-    client.create_subscription("after-outage", TOPIC);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(client.pull_once("after-outage", 100).is_empty(), "nothing got through the outage");
+    proxy.restore();
     let pulled = client.pull_exactly("after-outage", sent.len(), Duration::from_secs(90), Duration::from_secs(3));
     let ids: Vec<String> = pulled.iter().map(|m| m.json()["id"].as_str().unwrap().to_owned()).collect();
     let unique: BTreeSet<String> = ids.iter().cloned().collect();
