@@ -245,44 +245,63 @@ impl Engine {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Takes a lease on an enrollment's pending actions (so concurrent deliveries do not run
-    /// them twice), runs them in order, and removes each one that succeeded.
-    pub async fn run_pending(&self, doc_id: &str) -> Result<(), ApplyError> {
-        let now = now();
+    /// Reads an enrollment in a transaction and lets `edit` change it; the document is written
+    /// back when `edit` says so. `None` when there is no such enrollment. `edit` may run more
+    /// than once (Firestore retries contended transactions), so it must only touch `doc`.
+    async fn modify_enrollment<T, F>(&self, doc_id: &str, edit: F) -> Result<Option<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut EnrollmentDoc) -> (bool, T) + Send + Sync + 'static,
+    {
+        let edit = Arc::new(edit);
         let doc_key = doc_id.to_owned();
-        let claimed: Claim = self
-            .store
+        self.store
             .db()
             .run_transaction(|db, tx| {
-                let doc_key = doc_key.clone();
+                let (edit, doc_key) = (Arc::clone(&edit), doc_key.clone());
                 async move {
                     let doc: Option<EnrollmentDoc> =
                         db.fluent().select().by_id_in(ENROLLMENTS).obj().one(&doc_key).await?;
-                    let Some(mut doc) = doc else { return Ok(Claim::Nothing) };
-                    let free = |p: &PendingAction| p.leased_until.is_none_or(|until| until <= now);
-                    // Actions run in order: stop at the first one someone else holds.
-                    let take = doc.pending.iter().take_while(|p| free(p)).count();
-                    if take == 0 {
-                        return Ok(if doc.pending.is_empty() { Claim::Nothing } else { Claim::Busy });
+                    let Some(mut doc) = doc else { return Ok(None) };
+                    let (write, result) = edit(&mut doc);
+                    if write {
+                        db.fluent()
+                            .update()
+                            .in_col(ENROLLMENTS)
+                            .document_id(&doc_key)
+                            .object(&doc)
+                            .add_to_transaction(tx)?;
                     }
-                    for p in doc.pending.iter_mut().take(take) {
-                        p.leased_until = Some(after(now, LEASE));
-                        p.attempts += 1;
-                    }
-                    let claimed = doc.pending[..take].to_vec();
-                    doc.touch(now);
-                    db.fluent()
-                        .update()
-                        .in_col(ENROLLMENTS)
-                        .document_id(&doc_key)
-                        .object(&doc)
-                        .add_to_transaction(tx)?;
-                    Ok(Claim::Got(Box::new(doc), claimed))
+                    Ok(Some(result))
                 }
                 .boxed()
             })
             .await
-            .map_err(StoreError)?;
+            .map_err(StoreError)
+    }
+
+    /// Takes a lease on an enrollment's pending actions (so concurrent deliveries do not run
+    /// them twice), runs them in order, and removes each one that succeeded.
+    pub async fn run_pending(&self, doc_id: &str) -> Result<(), ApplyError> {
+        let now = now();
+        let claimed = self
+            .modify_enrollment(doc_id, move |doc| {
+                let free = |p: &PendingAction| p.leased_until.is_none_or(|until| until <= now);
+                // Actions run in order: stop at the first one someone else holds.
+                let take = doc.pending.iter().take_while(|p| free(p)).count();
+                if take == 0 {
+                    return (false, if doc.pending.is_empty() { Claim::Nothing } else { Claim::Busy });
+                }
+                for p in doc.pending.iter_mut().take(take) {
+                    p.leased_until = Some(after(now, LEASE));
+                    p.attempts += 1;
+                }
+                let claimed = doc.pending[..take].to_vec();
+                doc.touch(now);
+                (true, Claim::Got(Box::new(doc.clone()), claimed))
+            })
+            .await?
+            .unwrap_or(Claim::Nothing);
         let (doc, claimed) = match claimed {
             Claim::Nothing => return Ok(()),
             Claim::Busy => return Err(ApplyError::Busy(doc_id.to_owned())),
@@ -323,48 +342,29 @@ impl Engine {
         error: Option<String>,
     ) -> Result<(), ApplyError> {
         let now = now();
-        let doc_key = doc_id.to_owned();
-        let done = Arc::new(done.to_vec());
-        let failed = Arc::new(failed.to_vec());
-        self.store
-            .db()
-            .run_transaction(|db, tx| {
-                let (doc_key, done, failed, error) =
-                    (doc_key.clone(), Arc::clone(&done), Arc::clone(&failed), error.clone());
-                async move {
-                    let doc: Option<EnrollmentDoc> =
-                        db.fluent().select().by_id_in(ENROLLMENTS).obj().one(&doc_key).await?;
-                    let Some(mut doc) = doc else { return Ok(()) };
-                    let mut kept = Vec::new();
-                    for mut p in std::mem::take(&mut doc.pending) {
-                        if done.contains(&p.id) {
-                            continue;
-                        }
-                        if let Some((_, reason)) = failed.iter().find(|(id, _)| *id == p.id) {
-                            p.last_error = Some(reason.clone());
-                            doc.failed.push(p);
-                            continue;
-                        }
-                        if p.leased_until.is_some_and(|until| until > now) {
-                            p.leased_until = None;
-                            p.last_error = error.clone().or(p.last_error);
-                        }
-                        kept.push(p);
-                    }
-                    doc.pending = kept;
-                    doc.touch(now);
-                    db.fluent()
-                        .update()
-                        .in_col(ENROLLMENTS)
-                        .document_id(&doc_key)
-                        .object(&doc)
-                        .add_to_transaction(tx)?;
-                    Ok(())
+        let (done, failed) = (done.to_vec(), failed.to_vec());
+        self.modify_enrollment(doc_id, move |doc| {
+            let mut kept = Vec::new();
+            for mut p in std::mem::take(&mut doc.pending) {
+                if done.contains(&p.id) {
+                    continue;
                 }
-                .boxed()
-            })
-            .await
-            .map_err(StoreError)?;
+                if let Some((_, reason)) = failed.iter().find(|(id, _)| *id == p.id) {
+                    p.last_error = Some(reason.clone());
+                    doc.failed.push(p);
+                    continue;
+                }
+                if p.leased_until.is_some_and(|until| until > now) {
+                    p.leased_until = None;
+                    p.last_error = error.clone().or(p.last_error);
+                }
+                kept.push(p);
+            }
+            doc.pending = kept;
+            doc.touch(now);
+            (true, ())
+        })
+        .await?;
         Ok(())
     }
 
@@ -383,21 +383,26 @@ impl Engine {
         Ok((student, user))
     }
 
+    /// Finds or creates the LMS user and remembers its id on the student.
+    async fn ensure_user(&self, key: &str) -> Result<LmsUserId, LmsError> {
+        let (student, _) = self.lms_student(key).await.map_err(to_lms_error)?;
+        let user = self.lms.ensure_user(&student).await?;
+        self.store
+            .set_lms_user(key, self.lms.name(), &user.0)
+            .await
+            .map_err(|e| LmsError::Transient { message: e.to_string(), retry_after: None })?;
+        Ok(user)
+    }
+
+    /// The LMS user id: from this run, from the student record, or by ensuring the user.
     async fn user_id(&self, doc: &EnrollmentDoc, cached: &mut Option<LmsUserId>) -> Result<LmsUserId, LmsError> {
         if let Some(user) = cached {
             return Ok(user.clone());
         }
-        let (student, known) = self.lms_student(&doc.student_key).await.map_err(to_lms_error)?;
+        let (_, known) = self.lms_student(&doc.student_key).await.map_err(to_lms_error)?;
         let user = match known {
             Some(user) => user,
-            None => {
-                let user = self.lms.ensure_user(&student).await?;
-                self.store
-                    .set_lms_user(&doc.student_key, self.lms.name(), &user.0)
-                    .await
-                    .map_err(|e| LmsError::Transient { message: e.to_string(), retry_after: None })?;
-                user
-            }
+            None => self.ensure_user(&doc.student_key).await?,
         };
         *cached = Some(user.clone());
         Ok(user)
@@ -411,13 +416,7 @@ impl Engine {
     ) -> Result<(), LmsError> {
         match action {
             LmsAction::EnsureUser => {
-                let (student, _) = self.lms_student(&doc.student_key).await.map_err(to_lms_error)?;
-                let id = self.lms.ensure_user(&student).await?;
-                self.store
-                    .set_lms_user(&doc.student_key, self.lms.name(), &id.0)
-                    .await
-                    .map_err(|e| LmsError::Transient { message: e.to_string(), retry_after: None })?;
-                *user = Some(id);
+                *user = Some(self.ensure_user(&doc.student_key).await?);
                 Ok(())
             }
             LmsAction::Enroll { course } => {
@@ -458,34 +457,18 @@ impl Engine {
         let mut ended = 0;
         for doc in self.store.expired_enrollments(now).await? {
             let doc_id = enrollment_doc_id(&doc.student_key, &doc.course_id);
-            let key = doc_id.clone();
             let changed = self
-                .store
-                .db()
-                .run_transaction(|db, tx| {
-                    let key = key.clone();
-                    async move {
-                        let doc: Option<EnrollmentDoc> =
-                            db.fluent().select().by_id_in(ENROLLMENTS).obj().one(&key).await?;
-                        let Some(mut doc) = doc else { return Ok(false) };
-                        let Ok(course) = CourseId::parse(&doc.course_id) else { return Ok(false) };
-                        let decision = doc.state.refresh(&course, now);
-                        if !decision.changed {
-                            return Ok(false);
-                        }
-                        doc.apply(decision, &format!("sweep:{}", now.unix_millis()), now);
-                        db.fluent()
-                            .update()
-                            .in_col(ENROLLMENTS)
-                            .document_id(&key)
-                            .object(&doc)
-                            .add_to_transaction(tx)?;
-                        Ok(true)
+                .modify_enrollment(&doc_id, move |doc| {
+                    let Ok(course) = CourseId::parse(&doc.course_id) else { return (false, false) };
+                    let decision = doc.state.refresh(&course, now);
+                    if !decision.changed {
+                        return (false, false);
                     }
-                    .boxed()
+                    doc.apply(decision, &format!("sweep:{}", now.unix_millis()), now);
+                    (true, true)
                 })
-                .await
-                .map_err(StoreError)?;
+                .await?
+                .unwrap_or(false);
             if changed {
                 ended += 1;
                 tracing::info!(student = %doc.student_key, course = %doc.course_id, "access ended by the sweep");

@@ -125,10 +125,11 @@ impl Store {
         Ok(self.db.fluent().select().by_id_in(STUDENTS).obj().one(key).await?)
     }
 
-    /// Saves the LMS user id of a student for an adapter.
+    /// Saves the LMS user id of a student for an adapter. Only that one field is written (the
+    /// mask), so no read is needed first.
     pub async fn set_lms_user(&self, key: &str, lms: &str, user_id: &str) -> Result<(), StoreError> {
         let field = format!("lms_user_ids.{lms}");
-        let mut doc = self.student(key).await?.unwrap_or_else(|| StudentDoc::empty(key));
+        let mut doc = StudentDoc::empty(key);
         doc.lms_user_ids.insert(lms.to_owned(), user_id.to_owned());
         let _: StudentDoc = self
             .db
