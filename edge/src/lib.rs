@@ -88,6 +88,7 @@ async fn route(mut req: Request, env: &Env, line: &mut log::Line) -> Result<Resp
     line.event_id = Some(event.id.to_string());
     line.student = event.student_key().map(ToString::to_string);
     line.change = Some(event.change.kind());
+    line.clamped = event.clamped;
 
     let via = deliver(&event, &config, env).await?;
     line.via = Some(via);

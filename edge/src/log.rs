@@ -18,6 +18,9 @@ pub struct Line {
     pub student: Option<String>,
     /// The change type.
     pub change: Option<&'static str>,
+    /// A stated business time was ahead of the edge clock + 5 minutes and was clamped.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub clamped: bool,
     /// `pubsub` or `queue`.
     pub via: Option<&'static str>,
     /// Why the request failed.

@@ -1,14 +1,20 @@
-//! The normalized event, schema `lms-bridge.event.v1` (DESIGN §4.1): what the edge publishes
-//! and the only thing the backend accepts.
+//! The normalized event, schema `lms-bridge.event.v2`: what the edge publishes and the only
+//! thing the backend accepts (see docs/architecture.md and docs/access-rules.md).
+//!
+//! v2 states facts about *charges* with their business time (v1 stated grant-level changes
+//! stamped with the webhook's own time). The backend still reads v1 events, which may be in
+//! flight in Pub/Sub during a deploy: [`Event::from_json`] upgrades them (see [`v1`]).
 
-use crate::ids::{Email, EventId, GrantId, ProductId, SourceName, StudentKey};
+pub mod v1;
+
+use crate::ids::{ChargeId, Email, EventId, GrantId, ProductId, SourceName, StudentKey};
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
 
 /// The schema tag every event carries.
-pub const SCHEMA: &str = "lms-bridge.event.v1";
+pub const SCHEMA: &str = "lms-bridge.event.v2";
 
 /// A platform event, normalized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,16 +29,25 @@ pub struct Event {
     pub source_event: String,
     /// What the event means for access.
     pub change: Change,
-    /// The platform's timestamp.
+    /// The platform's timestamp of the webhook (its envelope).
     pub occurred_at: Timestamp,
     /// The edge clock when the webhook arrived.
     pub received_at: Timestamp,
+    /// The business time of the fact (an approval's approval time, a cancellation's
+    /// cancellation date, …; else `occurred_at`), never later than `received_at` + 5 minutes.
+    pub effective_at: Timestamp,
+    /// Whether a stated time was later than `received_at` + 5 minutes and was clamped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clamped: bool,
     /// Who the event is about; absent only for `info` and `unparsed` events.
     pub student: Option<Student>,
     /// The product; absent only for `info` and `unparsed` events.
     pub product: Option<Product>,
     /// The grant: transaction code, or subscriber code for subscriptions.
     pub grant_id: Option<GrantId>,
+    /// The charge (one payment) a purchase event is about.
+    #[serde(default)]
+    pub charge: Option<Charge>,
     /// Subscription details, when the event concerns one.
     pub subscription: Option<Subscription>,
     /// The amount charged, as the platform wrote it.
@@ -88,6 +103,17 @@ pub struct Subscription {
     pub next_charge_at: Option<Timestamp>,
 }
 
+/// One payment, as a purchase event states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    /// The platform's transaction id.
+    pub id: ChargeId,
+    /// When the platform approved it (clamped like `effective_at`), if the event says.
+    pub approved_at: Option<Timestamp>,
+    /// The charge's own next-charge date: the end of the period it pays for (subscriptions).
+    pub next_charge_at: Option<Timestamp>,
+}
+
 /// An amount as the platform sent it (decimal text, currency code).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Amount {
@@ -97,7 +123,7 @@ pub struct Amount {
     pub currency: String,
 }
 
-/// Why access was revoked.
+/// Why a charge was revoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RevokeReason {
@@ -105,32 +131,37 @@ pub enum RevokeReason {
     Refunded,
     /// The card holder disputed the charge with the bank.
     Chargeback,
-    /// The payment was canceled.
-    Canceled,
 }
 
-/// What an event means for access (DESIGN §5).
+/// The fact an event states (docs/access-rules.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Change {
-    /// Access granted or extended; subscriptions say until when they are paid.
-    Grant {
-        /// End of the paid period (subscriptions).
-        paid_through: Option<Timestamp>,
-    },
-    /// Access removed for good for this grant.
+    /// A charge was approved (Hotmart PURCHASE_APPROVED).
+    Approve,
+    /// A charge's warranty period ended (PURCHASE_COMPLETE): confirms, never extends.
+    Complete,
+    /// A charge was refunded or charged back. Without a charge (only from v1 events), the
+    /// whole grant is revoked.
     Revoke {
         /// Why.
         reason: RevokeReason,
     },
-    /// A dispute was opened; the product's dispute policy decides.
+    /// A charge did not go through (PURCHASE_CANCELED): it never gives access.
+    Fail,
+    /// A dispute was opened on a charge; the product's dispute policy decides.
     Dispute,
-    /// A subscription charge is late; access lasts to paid-through plus grace.
+    /// A subscription charge is late: no change (access runs to the paid date + grace).
     PaymentLate,
-    /// The grant ends at a given instant (subscription cancelled at the end of its period).
-    EndsAt {
-        /// When access ends.
-        at: Timestamp,
+    /// A subscription was cancelled at `effective_at`.
+    Cancel {
+        /// The end of the paid period the cancellation states, if it does.
+        period_end: Option<Timestamp>,
+    },
+    /// An active subscription's next charge date was moved.
+    ChargeDate {
+        /// The new next charge date.
+        next_charge_at: Timestamp,
     },
     /// A subscription moved to another plan.
     PlanChange {
@@ -150,11 +181,14 @@ impl Change {
     /// The `type` tag, as used in the Pub/Sub `change` attribute.
     pub fn kind(&self) -> &'static str {
         match self {
-            Change::Grant { .. } => "grant",
+            Change::Approve => "approve",
+            Change::Complete => "complete",
             Change::Revoke { .. } => "revoke",
+            Change::Fail => "fail",
             Change::Dispute => "dispute",
             Change::PaymentLate => "payment_late",
-            Change::EndsAt { .. } => "ends_at",
+            Change::Cancel { .. } => "cancel",
+            Change::ChargeDate { .. } => "charge_date",
             Change::PlanChange { .. } => "plan_change",
             Change::Info => "info",
             Change::Unparsed { .. } => "unparsed",
@@ -196,7 +230,8 @@ pub enum EventError {
 }
 
 impl Event {
-    /// Reads an event, checking the schema tag before anything else.
+    /// Reads an event, checking the schema tag before anything else. A v1 event (published
+    /// by an edge of the previous release) is upgraded to v2.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EventError> {
         #[derive(Deserialize)]
         struct Probe<'a> {
@@ -204,10 +239,11 @@ impl Event {
             schema: Option<Cow<'a, str>>,
         }
         let probe: Probe<'_> = serde_json::from_slice(bytes)?;
-        if probe.schema.as_deref() != Some(SCHEMA) {
-            return Err(EventError::Schema { found: probe.schema.map(Cow::into_owned) });
-        }
-        let event: Event = serde_json::from_slice(bytes)?;
+        let event = match probe.schema.as_deref() {
+            Some(SCHEMA) => serde_json::from_slice::<Event>(bytes)?,
+            Some(v1::SCHEMA) => serde_json::from_slice::<v1::Event>(bytes)?.upgrade(),
+            _ => return Err(EventError::Schema { found: probe.schema.map(Cow::into_owned) }),
+        };
         event.check_complete()?;
         Ok(event)
     }
@@ -252,12 +288,19 @@ mod tests {
             id: EventId::parse("hotmart:abc").unwrap(),
             source: SourceName::parse("hotmart").unwrap(),
             source_event: "PURCHASE_APPROVED".into(),
-            change: Change::Grant { paid_through: None },
+            change: Change::Approve,
             occurred_at: Timestamp::from_unix_millis(1_000).unwrap(),
             received_at: Timestamp::from_unix_millis(2_000).unwrap(),
+            effective_at: Timestamp::from_unix_millis(900).unwrap(),
+            clamped: false,
             student: Some(Student::new(Email::parse("a@b.c").unwrap())),
             product: Some(Product { id: ProductId::parse("1").unwrap(), name: None, offer: None, plan: None }),
             grant_id: Some(GrantId::parse("HP1").unwrap()),
+            charge: Some(Charge {
+                id: ChargeId::parse("HP1").unwrap(),
+                approved_at: Some(Timestamp::from_unix_millis(900).unwrap()),
+                next_charge_at: None,
+            }),
             subscription: None,
             amount: None,
             raw: None,
@@ -269,15 +312,15 @@ mod tests {
         let event = sample();
         let json = event.to_json();
         let text = String::from_utf8(json.clone()).unwrap();
-        assert!(text.contains(r#""change":{"type":"grant","paid_through":null}"#), "{text}");
+        assert!(text.contains(r#""change":{"type":"approve"}"#), "{text}");
         assert_eq!(Event::from_json(&json).unwrap(), event);
     }
 
     #[test]
     fn another_schema_is_refused() {
-        let text = String::from_utf8(sample().to_json()).unwrap().replace(".v1", ".v2");
+        let text = String::from_utf8(sample().to_json()).unwrap().replace(".v2", ".v3");
         match Event::from_json(text.as_bytes()) {
-            Err(EventError::Schema { found }) => assert_eq!(found.as_deref(), Some("lms-bridge.event.v2")),
+            Err(EventError::Schema { found }) => assert_eq!(found.as_deref(), Some("lms-bridge.event.v3")),
             other => panic!("expected a schema error, got {other:?}"),
         }
         assert!(matches!(Event::from_json(b"{}"), Err(EventError::Schema { found: None })));

@@ -107,6 +107,11 @@ plain_id!(
     GrantId,
     "grant id"
 );
+plain_id!(
+    /// One charge (payment): the platform's transaction id.
+    ChargeId,
+    "charge id"
+);
 
 /// The payment platform an event came from (`hotmart`, later `stripe`, …).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -3,16 +3,16 @@
 //! Pure code only: no I/O, no clock, no async runtime. Callers pass `now` in, so the same
 //! functions run inside a Cloudflare Worker, on Cloud Run and in property tests.
 
-pub mod engine;
 pub mod event;
 pub mod ids;
 pub mod policy;
 pub mod pubsub;
+pub mod rules;
 pub mod source;
 pub mod timestamp;
 
-pub use engine::{decide, Decision, Enrollment, LmsAction};
-pub use event::{Change, Event, EventError, RevokeReason, SCHEMA};
-pub use ids::{CourseId, Email, EventId, GrantId, IdError, ProductId, SourceName, StudentKey};
-pub use policy::{AccessPolicy, DisputePolicy, ProductMapping};
+pub use event::{Change, Charge, Event, EventError, RevokeReason, SCHEMA};
+pub use ids::{ChargeId, CourseId, Email, EventId, GrantId, IdError, ProductId, SourceName, StudentKey};
+pub use policy::{AccessPolicy, ChargebackPolicy, DisputePolicy, ProductMapping};
+pub use rules::{grant_key, Access, Decision, Enrollment, Grant, LmsAction};
 pub use timestamp::Timestamp;

@@ -33,6 +33,17 @@ pub enum DisputePolicy {
     Suspend,
 }
 
+/// What a chargeback of one charge does to its grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargebackPolicy {
+    /// The whole grant ends for good (the default: a chargeback is a fraud signal).
+    #[default]
+    RevokeGrant,
+    /// Only that charge is revoked, exactly like a refund.
+    RevokeCharge,
+}
+
 /// One product's mapping to LMS courses (`products/{source}__{product id}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductMapping {
@@ -47,6 +58,9 @@ pub struct ProductMapping {
     /// What a dispute does.
     #[serde(default)]
     pub dispute: DisputePolicy,
+    /// What a chargeback does.
+    #[serde(default)]
+    pub chargeback: ChargebackPolicy,
     /// Plans whose courses differ from `courses`, by plan id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub plans: BTreeMap<String, Vec<CourseId>>,
@@ -56,14 +70,6 @@ impl ProductMapping {
     /// The courses a grant on this plan (or on no particular plan) gives.
     pub fn courses_for(&self, plan: Option<&str>) -> &[CourseId] {
         plan.and_then(|p| self.plans.get(p)).unwrap_or(&self.courses)
-    }
-
-    /// Every course any plan of this product can give: the enrollments a plan change touches.
-    pub fn all_courses(&self) -> Vec<CourseId> {
-        let mut all: Vec<CourseId> = self.courses.iter().chain(self.plans.values().flatten()).cloned().collect();
-        all.sort();
-        all.dedup();
-        all
     }
 }
 
@@ -83,12 +89,12 @@ mod tests {
             courses: vec![course("10")],
             policy: AccessPolicy::Subscription { grace_days: 3 },
             dispute: DisputePolicy::Keep,
+            chargeback: ChargebackPolicy::RevokeGrant,
             plans: BTreeMap::from([("124".to_owned(), vec![course("10"), course("11")])]),
         };
         assert_eq!(mapping.courses_for(None), &[course("10")]);
         assert_eq!(mapping.courses_for(Some("123")), &[course("10")]);
         assert_eq!(mapping.courses_for(Some("124")), &[course("10"), course("11")]);
-        assert_eq!(mapping.all_courses(), vec![course("10"), course("11")]);
     }
 
     #[test]

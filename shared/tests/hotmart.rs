@@ -4,6 +4,7 @@
 
 use lms_bridge_shared::event::{Change, Event, RevokeReason, SCHEMA};
 use lms_bridge_shared::source::{hotmart, Hotmart, NormalizeError, Source, VerifyError};
+use lms_bridge_shared::Charge;
 use lms_bridge_shared::Timestamp;
 
 const ANA_KEY: &str = "7fd726011aa08d90d14a923ea0e5e3edf63bfe14b51ee6f6429483118d197c9b";
@@ -32,13 +33,14 @@ fn purchase_approved_normalizes_to_a_lifetime_grant_without_pii() {
     assert_eq!(
         json,
         serde_json::json!({
-            "schema": "lms-bridge.event.v1",
+            "schema": "lms-bridge.event.v2",
             "id": "hotmart:4f1c2a9e-7d1b-4a57-9a0e-2b1f0c9d8e77",
             "source": "hotmart",
             "source_event": "PURCHASE_APPROVED",
-            "change": { "type": "grant", "paid_through": null },
+            "change": { "type": "approve" },
             "occurred_at": "2025-11-24T14:23:11.047Z",
             "received_at": "2026-11-24T18:03:11.512Z",
+            "effective_at": "2025-11-24T14:23:10.000Z",
             "student": {
                 "key": ANA_KEY,
                 "email": "ana.souza@example.com",
@@ -46,6 +48,7 @@ fn purchase_approved_normalizes_to_a_lifetime_grant_without_pii() {
             },
             "product": { "id": "4774438", "name": "Curso de Exemplo", "offer": "test", "plan": null },
             "grant_id": "HP16015479281022",
+            "charge": { "id": "HP16015479281022", "approved_at": "2025-11-24T14:23:10.000Z", "next_charge_at": null },
             "subscription": null,
             "amount": { "value": "1500", "currency": "BRL" }
         })
@@ -59,10 +62,10 @@ fn purchase_approved_normalizes_to_a_lifetime_grant_without_pii() {
 #[test]
 fn each_purchase_event_gets_the_change_the_access_rules_demand() {
     let cases = [
-        ("purchase_complete", Change::Grant { paid_through: None }),
+        ("purchase_complete", Change::Complete),
         ("purchase_refunded", Change::Revoke { reason: RevokeReason::Refunded }),
         ("purchase_chargeback", Change::Revoke { reason: RevokeReason::Chargeback }),
-        ("purchase_canceled", Change::Revoke { reason: RevokeReason::Canceled }),
+        ("purchase_canceled", Change::Fail),
         ("purchase_protest", Change::Dispute),
         ("subscription_purchase_delayed", Change::PaymentLate),
         ("purchase_billet_printed", Change::Info),
@@ -84,10 +87,15 @@ fn each_purchase_event_gets_the_change_the_access_rules_demand() {
 }
 
 #[test]
-fn subscription_charge_is_granted_per_subscriber_through_the_next_charge() {
+fn subscription_charge_is_a_charge_of_the_subscriber_grant_covering_to_the_next_charge() {
     let event = normalize("subscription_purchase_approved");
     assert_eq!(event.grant_id.as_ref().unwrap().as_str(), "I9OT62C3");
-    assert_eq!(event.change, Change::Grant { paid_through: Some(ts("2025-12-24T14:23:10Z")) });
+    assert_eq!(event.change, Change::Approve);
+    let Charge { id, approved_at, next_charge_at } = event.charge.clone().unwrap();
+    assert_eq!(id.as_str(), "HP17715690036014");
+    assert_eq!(approved_at, Some(ts("2025-11-24T14:23:10Z")));
+    assert_eq!(event.effective_at, ts("2025-11-24T14:23:10Z"));
+    assert_eq!(next_charge_at, Some(ts("2025-12-24T14:23:10Z")));
     let sub = event.subscription.unwrap();
     assert_eq!(sub.code.as_str(), "I9OT62C3");
     assert_eq!(sub.status.as_deref(), Some("ACTIVE"));
@@ -95,9 +103,10 @@ fn subscription_charge_is_granted_per_subscriber_through_the_next_charge() {
 }
 
 #[test]
-fn cancellation_ends_at_the_paid_period() {
+fn cancellation_states_its_own_time_and_the_paid_period_end() {
     let event = normalize("subscription_cancellation");
-    assert_eq!(event.change, Change::EndsAt { at: ts("2025-12-24T14:23:10Z") });
+    assert_eq!(event.change, Change::Cancel { period_end: Some(ts("2025-12-24T14:23:10Z")) });
+    assert_eq!(event.effective_at, Timestamp::from_unix_millis(1_764_080_590_000).unwrap());
     assert_eq!(event.grant_id.unwrap().as_str(), "I9OT62C3");
     assert_eq!(event.student.unwrap().key.as_str(), ANA_KEY);
     assert_eq!(event.occurred_at, Timestamp::from_unix_millis(1_764_080_591_047).unwrap());
@@ -107,15 +116,16 @@ fn cancellation_ends_at_the_paid_period() {
 fn switch_plan_names_the_current_plan() {
     let event = normalize("switch_plan");
     assert_eq!(event.change, Change::PlanChange { plan: "124".into() });
+    assert_eq!(event.effective_at, Timestamp::from_unix_millis(1_764_166_990_000).unwrap());
     let product = event.product.unwrap();
     assert_eq!((product.id.as_str(), product.offer.as_deref()), ("4774438", Some("k2pasun0")));
     assert_eq!(event.grant_id.unwrap().as_str(), "I9OT62C3");
 }
 
 #[test]
-fn charge_date_update_reads_the_iso_date_and_moves_paid_through() {
+fn charge_date_update_reads_the_iso_date_of_an_active_subscription() {
     let event = normalize("update_subscription_charge_date");
-    assert_eq!(event.change, Change::Grant { paid_through: Some(ts("2027-01-03T12:00:00Z")) });
+    assert_eq!(event.change, Change::ChargeDate { next_charge_at: ts("2027-01-03T12:00:00Z") });
     assert_eq!(event.grant_id.unwrap().as_str(), "I9OT62C3");
 }
 
@@ -135,6 +145,14 @@ fn unknown_event_names_are_kept_as_info() {
 }
 
 #[test]
+fn a_cancellation_without_a_paid_period_end_is_still_a_cancellation() {
+    let mut value: serde_json::Value = serde_json::from_slice(&sample("subscription_cancellation")).unwrap();
+    value["data"].as_object_mut().unwrap().remove("date_next_charge");
+    let event = hotmart::normalize(value.to_string().as_bytes(), received()).unwrap();
+    assert_eq!(event.change, Change::Cancel { period_end: None });
+}
+
+#[test]
 fn a_purchase_without_what_the_change_needs_names_the_missing_field() {
     let strip = |name: &str, pointer: &str, key: &str| {
         let mut value: serde_json::Value = serde_json::from_slice(&sample(name)).unwrap();
@@ -150,8 +168,8 @@ fn a_purchase_without_what_the_change_needs_names_the_missing_field() {
     assert_eq!(strip("purchase_approved", "", "creation_date"), NormalizeError::MissingField("creation_date"));
     assert_eq!(strip("purchase_approved", "", "id"), NormalizeError::MissingField("id"));
     assert_eq!(
-        strip("subscription_cancellation", "/data", "date_next_charge"),
-        NormalizeError::MissingField("data.date_next_charge")
+        strip("subscription_cancellation", "/data/subscriber", "code"),
+        NormalizeError::MissingField("data.subscriber.code")
     );
     let bad_email = String::from_utf8(sample("purchase_approved")).unwrap().replace("Ana.Souza@Example.com ", "ana");
     assert!(matches!(
@@ -213,4 +231,34 @@ fn quarantine_keeps_the_raw_body_without_the_body_hottok() {
     // The same bytes quarantine under the same id, so resends dedupe.
     assert_eq!(source.quarantine(body, &error, received()).id, event.id);
     assert!(Event::from_json(&event.to_json()).is_ok());
+}
+
+#[test]
+fn charge_date_update_of_an_inactive_subscription_is_only_recorded() {
+    let mut raw: serde_json::Value = serde_json::from_slice(&sample("update_subscription_charge_date")).unwrap();
+    raw["data"]["subscription"]["status"] = "CANCELLED_BY_CUSTOMER".into();
+    let event = hotmart::normalize(raw.to_string().as_bytes(), received()).unwrap();
+    assert_eq!(event.change, Change::Info);
+}
+
+#[test]
+fn a_stated_time_ahead_of_the_edge_clock_is_clamped_to_five_minutes_past_it() {
+    let mut raw: serde_json::Value = serde_json::from_slice(&sample("purchase_approved")).unwrap();
+    let received = received();
+    raw["data"]["purchase"]["approved_date"] = (received.unix_millis() + 86_400_000).into();
+    let event = hotmart::normalize(raw.to_string().as_bytes(), received).unwrap();
+    let limit = Timestamp::from_unix_millis(received.unix_millis() + 300_000).unwrap();
+    assert_eq!(event.effective_at, limit);
+    assert_eq!(event.charge.unwrap().approved_at, Some(limit));
+    assert!(event.clamped);
+}
+
+#[test]
+fn a_failed_charge_names_its_transaction_and_a_purchase_fact_without_one_is_refused() {
+    let failed = normalize("purchase_canceled");
+    assert!(failed.charge.is_some());
+    let mut raw: serde_json::Value = serde_json::from_slice(&sample("purchase_refunded")).unwrap();
+    raw["data"]["purchase"].as_object_mut().unwrap().remove("transaction");
+    let error = hotmart::normalize(raw.to_string().as_bytes(), received()).unwrap_err();
+    assert_eq!(error.to_string(), "missing field data.purchase.transaction");
 }

@@ -5,8 +5,8 @@
 
 use super::loose::{Flag, Instant, List, Obj, Text};
 use super::{Headers, NormalizeError, Source, VerifyError};
-use crate::event::{Amount, Change, Event, Product, RevokeReason, Student, Subscription, SCHEMA};
-use crate::ids::{Email, EventId, GrantId, ProductId, SourceName};
+use crate::event::{Amount, Change, Charge, Event, Product, RevokeReason, Student, Subscription, SCHEMA};
+use crate::ids::{ChargeId, Email, EventId, GrantId, ProductId, SourceName};
 use crate::timestamp::Timestamp;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -64,6 +64,10 @@ impl Source for Hotmart {
         normalize(body, received_at)
     }
 
+    fn sent_at(&self, body: &[u8]) -> Option<Timestamp> {
+        sent_at(body)
+    }
+
     fn redact(&self, body: &[u8]) -> Vec<u8> {
         // The body `hottok` is the secret itself. Re-serialize only when it is there, so
         // other bodies are kept byte for byte.
@@ -99,6 +103,7 @@ struct Data {
     #[serde(alias = "dateNextCharge")]
     date_next_charge: Instant,
     cancellation_date: Instant,
+    switch_plan_date: Instant,
     plans: List<Plan>,
     plan: Obj<Plan>,
     offer: Obj<Offer>,
@@ -125,6 +130,7 @@ struct ProductRaw {
 #[serde(default)]
 struct Purchase {
     transaction: Text,
+    approved_date: Instant,
     price: Obj<Price>,
     offer: Obj<Offer>,
     #[serde(alias = "dateNextCharge")]
@@ -184,10 +190,12 @@ enum Family {
 
 fn family(event: &str) -> Family {
     match event {
-        "PURCHASE_APPROVED" | "PURCHASE_COMPLETE" => Family::Purchase(Change::Grant { paid_through: None }),
+        "PURCHASE_APPROVED" => Family::Purchase(Change::Approve),
+        "PURCHASE_COMPLETE" => Family::Purchase(Change::Complete),
         "PURCHASE_REFUNDED" => Family::Purchase(Change::Revoke { reason: RevokeReason::Refunded }),
         "PURCHASE_CHARGEBACK" => Family::Purchase(Change::Revoke { reason: RevokeReason::Chargeback }),
-        "PURCHASE_CANCELED" => Family::Purchase(Change::Revoke { reason: RevokeReason::Canceled }),
+        // The payment did not go through: a failed charge, never a revocation.
+        "PURCHASE_CANCELED" => Family::Purchase(Change::Fail),
         "PURCHASE_PROTEST" => Family::Purchase(Change::Dispute),
         "PURCHASE_DELAYED" => Family::Purchase(Change::PaymentLate),
         "SUBSCRIPTION_CANCELLATION" => Family::Cancellation,
@@ -235,6 +243,9 @@ fn owned(text: Option<&str>) -> Option<String> {
 /// What a family extracts beyond the envelope.
 struct Parts {
     change: Change,
+    /// The fact's business time, when the body states one (else the envelope time).
+    business_time: Option<Timestamp>,
+    charge: Option<Charge>,
     student: Option<Student>,
     product: Option<Product>,
     grant_id: Option<GrantId>,
@@ -242,7 +253,7 @@ struct Parts {
     amount: Option<Amount>,
 }
 
-fn purchase(data: &Data, mut change: Change) -> Result<Parts, NormalizeError> {
+fn purchase(data: &Data, change: Change) -> Result<Parts, NormalizeError> {
     let buyer = data.buyer.get();
     let raw_product = data.product.get();
     let purchase = data.purchase.get();
@@ -260,23 +271,46 @@ fn purchase(data: &Data, mut change: Change) -> Result<Parts, NormalizeError> {
         offer: owned(purchase.and_then(|p| p.offer.get()).or(data.offer.get()).and_then(Offer::code)),
         plan: owned(sub.and_then(|s| s.plan.get()).and_then(|p| p.id.get())),
     };
+    let transaction = purchase.and_then(|p| p.transaction.get());
     let grant = match subscriber_code {
         Some(code) => grant_id(Some(code), "data.subscription.subscriber.code")?,
-        None => grant_id(purchase.and_then(|p| p.transaction.get()), "data.purchase.transaction")?,
+        None => grant_id(transaction, "data.purchase.transaction")?,
+    };
+    // Every purchase fact but a late payment is about one charge: it needs the transaction.
+    let charge = match (&change, transaction) {
+        (Change::PaymentLate, None) => None,
+        (_, transaction) => Some(Charge {
+            id: ChargeId::parse(required(transaction, "data.purchase.transaction")?).map_err(|e| {
+                NormalizeError::InvalidField { field: "data.purchase.transaction", reason: e.to_string() }
+            })?,
+            approved_at: purchase.and_then(|p| p.approved_date.0),
+            // Only subscription charges pay for a period; one-off purchases follow the policy.
+            next_charge_at: subscriber_code.and(next_charge),
+        }),
+    };
+    // An approval is stamped with the charge's approval time; other facts with the envelope's.
+    let business_time = match change {
+        Change::Approve | Change::Complete => charge.as_ref().and_then(|c| c.approved_at),
+        _ => None,
     };
     let subscription = subscriber_code.map(|_| Subscription {
         code: grant.clone(),
         status: owned(sub.and_then(|s| s.status.get())),
         next_charge_at: next_charge,
     });
-    if let Change::Grant { paid_through } = &mut change {
-        // Only subscriptions are paid through a date; one-off purchases follow the policy.
-        *paid_through = subscription.as_ref().and(next_charge);
-    }
     let amount = purchase.and_then(|p| p.price.get()).and_then(|price| {
         Some(Amount { value: price.value.get()?.to_owned(), currency: price.currency_value.get()?.to_owned() })
     });
-    Ok(Parts { change, student: Some(student), product: Some(product), grant_id: Some(grant), subscription, amount })
+    Ok(Parts {
+        change,
+        business_time,
+        charge,
+        student: Some(student),
+        product: Some(product),
+        grant_id: Some(grant),
+        subscription,
+        amount,
+    })
 }
 
 fn cancellation(data: &Data) -> Result<Parts, NormalizeError> {
@@ -284,10 +318,13 @@ fn cancellation(data: &Data) -> Result<Parts, NormalizeError> {
     let raw_product = data.product.get();
     let email = email(subscriber.map_or(&Text(None), |s| &s.email), "data.subscriber.email")?;
     let grant = grant_id(subscriber.and_then(|s| s.code.get()), "data.subscriber.code")?;
-    let at = required(data.date_next_charge.0, "data.date_next_charge")?;
+    // The end of the paid period; without it the rules fall back to the known paid period.
+    let period_end = data.date_next_charge.0;
     let plan = data.subscription.get().and_then(|s| s.plan.get()).and_then(|p| p.id.get());
     Ok(Parts {
-        change: Change::EndsAt { at },
+        change: Change::Cancel { period_end },
+        business_time: data.cancellation_date.0,
+        charge: None,
         student: Some(student(subscriber.unwrap_or(&Person::default()), email)),
         product: Some(Product {
             id: product_id(raw_product, "data.product.id")?,
@@ -295,7 +332,7 @@ fn cancellation(data: &Data) -> Result<Parts, NormalizeError> {
             offer: None,
             plan: owned(plan),
         }),
-        subscription: Some(Subscription { code: grant.clone(), status: None, next_charge_at: Some(at) }),
+        subscription: Some(Subscription { code: grant.clone(), status: None, next_charge_at: period_end }),
         grant_id: Some(grant),
         amount: None,
     })
@@ -311,6 +348,8 @@ fn switch_plan(data: &Data) -> Result<Parts, NormalizeError> {
     let plan = required(current.and_then(|p| p.id.get()), "data.plans[current].id")?;
     Ok(Parts {
         change: Change::PlanChange { plan: plan.to_owned() },
+        business_time: data.switch_plan_date.0,
+        charge: None,
         student: Some(student(user.unwrap_or(&Person::default()), email)),
         product: Some(Product {
             id: product_id(raw_product, "data.subscription.product.id")?,
@@ -331,6 +370,12 @@ fn switch_plan(data: &Data) -> Result<Parts, NormalizeError> {
 fn charge_date(data: &Data) -> Result<Parts, NormalizeError> {
     let subscriber = data.subscriber.get();
     let sub = data.subscription.get();
+    let status = sub.and_then(|s| s.status.get());
+    // Only an active subscription's new date moves its paid period; any other status is
+    // recorded without effect.
+    if !status.is_none_or(|s| s.eq_ignore_ascii_case("ACTIVE")) {
+        return Ok(info(data));
+    }
     let raw_product = sub.and_then(|s| s.product.get()).or(data.product.get());
     let email = email(subscriber.map_or(&Text(None), |s| &s.email), "data.subscriber.email")?;
     let grant = grant_id(subscriber.and_then(|s| s.code.get()), "data.subscriber.code")?;
@@ -338,17 +383,11 @@ fn charge_date(data: &Data) -> Result<Parts, NormalizeError> {
         sub.and_then(|s| s.date_next_charge.0).or(data.date_next_charge.0),
         "data.subscription.date_next_charge",
     )?;
-    let status = sub.and_then(|s| s.status.get());
-    // An active subscription is paid through its next charge; any other status only moves
-    // the end of an access that is already running out.
-    let change = if status.is_none_or(|s| s.eq_ignore_ascii_case("ACTIVE")) {
-        Change::Grant { paid_through: Some(next) }
-    } else {
-        Change::EndsAt { at: next }
-    };
     let plan = data.plan.get();
     Ok(Parts {
-        change,
+        change: Change::ChargeDate { next_charge_at: next },
+        business_time: None,
+        charge: None,
         student: Some(student(subscriber.unwrap_or(&Person::default()), email)),
         product: Some(Product {
             id: product_id(raw_product, "data.subscription.product.id")?,
@@ -375,12 +414,23 @@ fn info(data: &Data) -> Parts {
     });
     Parts {
         change: Change::Info,
+        business_time: None,
+        charge: None,
         student: person.map(|(p, email)| student(p, email)),
         product,
         grant_id: None,
         subscription: None,
         amount: None,
     }
+}
+
+/// How far past the edge's clock a stated time may be before it is clamped.
+const CLOCK_SKEW_MILLIS: i64 = 5 * 60 * 1000;
+
+/// The envelope time of a Hotmart body (`creation_date`), if it has one: when the platform
+/// sent it. `lms-bridge simulate` uses it as the arrival time.
+pub fn sent_at(body: &[u8]) -> Option<Timestamp> {
+    serde_json::from_slice::<Obj<Envelope>>(body).ok()?.0?.creation_date.0
 }
 
 /// Normalizes a Hotmart 2.0.0 webhook body.
@@ -394,7 +444,7 @@ pub fn normalize(body: &[u8], received_at: Timestamp) -> Result<Event, Normalize
     let name = required(envelope.event.get(), "event")?;
     let empty = Data::default();
     let data = envelope.data.get().unwrap_or(&empty);
-    let parts = match family(name) {
+    let mut parts = match family(name) {
         Family::Purchase(change) => purchase(data, change)?,
         Family::Cancellation => cancellation(data)?,
         Family::SwitchPlan => switch_plan(data)?,
@@ -407,6 +457,21 @@ pub fn normalize(body: &[u8], received_at: Timestamp) -> Result<Event, Normalize
         (change, None) if change.affects_access() => return Err(NormalizeError::MissingField("creation_date")),
         (_, None) => received_at,
     };
+    // A platform clock ahead of ours must not push a fact into the future.
+    let limit =
+        Timestamp::from_unix_millis(received_at.unix_millis().saturating_add(CLOCK_SKEW_MILLIS)).unwrap_or(received_at);
+    let mut clamped = false;
+    let mut clamp = |t: Timestamp| {
+        clamped |= t > limit;
+        t.min(limit)
+    };
+    let effective_at = clamp(parts.business_time.unwrap_or(occurred_at));
+    if let Some(charge) = parts.charge.as_mut() {
+        charge.approved_at = match parts.change {
+            Change::Approve | Change::Complete => Some(effective_at),
+            _ => charge.approved_at.map(&mut clamp),
+        };
+    }
     Ok(Event {
         schema: Cow::Borrowed(SCHEMA),
         id,
@@ -415,9 +480,12 @@ pub fn normalize(body: &[u8], received_at: Timestamp) -> Result<Event, Normalize
         change: parts.change,
         occurred_at,
         received_at,
+        effective_at,
+        clamped,
         student: parts.student,
         product: parts.product,
         grant_id: parts.grant_id,
+        charge: parts.charge,
         subscription: parts.subscription,
         amount: parts.amount,
         raw: None,

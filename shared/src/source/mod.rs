@@ -99,6 +99,10 @@ pub trait Source {
     /// Turns an authenticated body into the normalized event.
     fn normalize(&self, body: &[u8], received_at: Timestamp) -> Result<Event, NormalizeError>;
 
+    /// When the platform says it sent this body (its envelope time), if the body says:
+    /// `lms-bridge simulate` replays a history with it as the arrival time.
+    fn sent_at(&self, body: &[u8]) -> Option<Timestamp>;
+
     /// The body with every credential it may carry removed, for keeping as `raw`.
     fn redact(&self, body: &[u8]) -> Vec<u8>;
 
@@ -117,9 +121,12 @@ pub trait Source {
             change: Change::Unparsed { reason: reason.to_string() },
             occurred_at: received_at,
             received_at,
+            effective_at: received_at,
+            clamped: false,
             student: None,
             product: None,
             grant_id: None,
+            charge: None,
             subscription: None,
             amount: None,
             raw: Some(base64::engine::general_purpose::STANDARD.encode(redacted)),
