@@ -1,9 +1,11 @@
 //! Operator commands: mappings, sweep, student, replay.
 
 use crate::cli::{MappingsCommand, ServiceArgs, StoreArgs};
-use crate::engine::{now, Outcome};
+use crate::clock::{Clock, SystemClock};
+use crate::engine::Outcome;
 use crate::service;
 use crate::store::docs::EventStatus;
+use crate::store::StateStore;
 use lms_bridge_shared::source;
 use lms_bridge_shared::{Email, ProductMapping};
 use serde::Deserialize;
@@ -63,7 +65,7 @@ pub async fn mappings(command: &MappingsCommand, store: &StoreArgs) -> Result<St
                 .map_err(|e| CommandError::BadInput(format!("cannot read {}: {e}", file.display())))?;
             let mappings = parse_mappings(&text)?;
             let store = service::store(store).await?;
-            let now = now();
+            let now = SystemClock.now();
             for mapping in &mappings {
                 store.put_mapping(mapping, now).await?;
             }
@@ -126,7 +128,7 @@ pub async fn replay_quarantined(args: &ServiceArgs) -> Result<String, CommandErr
     use base64::Engine as _;
     let engine = service::engine(args).await?;
     let mut report = Vec::new();
-    for mut doc in engine.store.events_with_status(EventStatus::Quarantined.as_str()).await? {
+    for mut doc in engine.store.events_with_status(EventStatus::Quarantined).await? {
         let parsed = doc
             .event_json
             .as_deref()

@@ -1,9 +1,10 @@
-//! Applying events: one Firestore transaction per event (dedupe, decide, state + outbox),
-//! then the LMS actions, each marked done when it succeeded (DESIGN §5).
+//! Applying events: one store transaction per event (dedupe, decide, state + outbox), then
+//! the LMS actions, each marked done when it succeeded (DESIGN §5).
 
+use crate::clock::Clock;
 use crate::lms::{Lms, LmsError, LmsStudent, LmsUserId};
 use crate::store::docs::{EnrollmentDoc, EventDoc, EventStatus, PendingAction, StudentDoc};
-use crate::store::{enrollment_doc_id, event_doc_id, Store, StoreError, ENROLLMENTS, EVENTS, STUDENTS};
+use crate::store::{enrollment_doc_id, FirestoreStore, StateStore, StoreError};
 use futures::FutureExt;
 use lms_bridge_shared::engine::LmsAction;
 use lms_bridge_shared::{decide, Change, CourseId, Event, Timestamp};
@@ -36,7 +37,7 @@ pub enum Outcome {
 /// Why a delivery must be retried.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// Firestore failed.
+    /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The LMS failed transiently; the state is saved and the actions stay pending.
@@ -48,19 +49,17 @@ pub enum ApplyError {
     Busy(String),
 }
 
-/// The engine: the store, the LMS, and the clock.
-pub struct Engine {
+/// The engine: the store, the LMS, and the clock. Generic over the store so the same code
+/// runs over Firestore in production and in memory offline.
+pub struct Engine<S: StateStore = FirestoreStore> {
     /// State.
-    pub store: Store,
+    pub store: S,
     /// The LMS adapter.
     pub lms: Arc<dyn Lms>,
+    /// Every time the engine records or compares comes from here.
+    pub clock: Arc<dyn Clock>,
     /// Deactivate LMS users left without any active course.
     pub deactivate_idle_users: bool,
-}
-
-/// The system clock, as the shared crate's type.
-pub fn now() -> Timestamp {
-    Timestamp::from_offset(time::OffsetDateTime::now_utc())
 }
 
 fn after(t: Timestamp, d: Duration) -> Timestamp {
@@ -104,16 +103,16 @@ enum Committed {
     },
 }
 
-impl Engine {
+impl<S: StateStore> Engine<S> {
     /// Records an event that can never be applied, so its redelivery stops.
     pub async fn fail(&self, event: &Event, reason: &str) -> Result<Outcome, ApplyError> {
-        self.store.put_event(&record(event, EventStatus::Failed, Some(reason.to_owned()), now())).await?;
+        self.store.put_event(&record(event, EventStatus::Failed, Some(reason.to_owned()), self.clock.now())).await?;
         Ok(Outcome::Failed(reason.to_owned()))
     }
 
     /// Applies one event: dedupe, decide, commit, then run the LMS actions.
     pub async fn apply(&self, event: &Event) -> Result<Outcome, ApplyError> {
-        let now = now();
+        let now = self.clock.now();
         if let Change::Unparsed { reason } = &event.change {
             if self.store.event(event.id.as_str()).await?.is_none() {
                 self.store.put_event(&record(event, EventStatus::Quarantined, Some(reason.clone()), now)).await?;
@@ -153,15 +152,12 @@ impl Engine {
         let courses = Arc::new(courses);
         let committed = self
             .store
-            .db()
-            .run_transaction(|db, tx| {
+            .transaction(move |tx| {
                 let event = Arc::clone(&event);
                 let mapping = Arc::clone(&mapping);
                 let courses = Arc::clone(&courses);
                 async move {
-                    let id = event_doc_id(event.id.as_str());
-                    let seen: Option<EventDoc> = db.fluent().select().by_id_in(EVENTS).obj().one(&id).await?;
-                    if let Some(seen) = seen {
+                    if let Some(seen) = tx.event(event.id.as_str()).await? {
                         return Ok(Committed::Seen { enrollments: seen.enrollments });
                     }
                     // Checked before the transaction (`check_complete`).
@@ -174,12 +170,10 @@ impl Engine {
                     let mut docs = Vec::new();
                     for course in courses.iter() {
                         let doc_id = enrollment_doc_id(&key, course.as_str());
-                        let current: Option<EnrollmentDoc> =
-                            db.fluent().select().by_id_in(ENROLLMENTS).obj().one(&doc_id).await?;
+                        let current = tx.enrollment(&doc_id).await?;
                         docs.push((doc_id, course.clone(), current));
                     }
-                    let student_doc: Option<StudentDoc> =
-                        db.fluent().select().by_id_in(STUDENTS).obj().one(&key).await?;
+                    let student_doc = tx.student(&key).await?;
                     for (doc_id, course, current) in docs {
                         let mut doc = current.unwrap_or_else(|| EnrollmentDoc::new(&key, course.as_str(), now));
                         let Ok(decision) = decide(&doc.state, &course, &event, &mapping, now) else { continue };
@@ -188,12 +182,7 @@ impl Engine {
                         }
                         changed = true;
                         doc.apply(decision, event.id.as_str(), now);
-                        db.fluent()
-                            .update()
-                            .in_col(ENROLLMENTS)
-                            .document_id(&doc_id)
-                            .object(&doc)
-                            .add_to_transaction(tx)?;
+                        tx.put_enrollment(&doc_id, &doc)?;
                         touched.push(doc_id);
                     }
                     let mut student_doc = student_doc.unwrap_or_else(|| StudentDoc::empty(&key));
@@ -201,12 +190,7 @@ impl Engine {
                     student_doc.name = student.name.clone().or(student_doc.name);
                     student_doc.first_name = student.first_name.clone().or(student_doc.first_name);
                     student_doc.last_name = student.last_name.clone().or(student_doc.last_name);
-                    db.fluent()
-                        .update()
-                        .in_col(STUDENTS)
-                        .document_id(&key)
-                        .object(&student_doc)
-                        .add_to_transaction(tx)?;
+                    tx.put_student(&student_doc)?;
                     let (status, reason) = if changed {
                         (EventStatus::Applied, None)
                     } else {
@@ -214,13 +198,12 @@ impl Engine {
                     };
                     let mut doc = record(&event, status, reason, now);
                     doc.enrollments = touched.clone();
-                    db.fluent().update().in_col(EVENTS).document_id(&id).object(&doc).add_to_transaction(tx)?;
+                    tx.put_event(&doc)?;
                     Ok(Committed::New { touched, changed })
                 }
                 .boxed()
             })
-            .await
-            .map_err(StoreError)?;
+            .await?;
 
         match committed {
             Committed::New { touched, changed } => {
@@ -247,43 +230,34 @@ impl Engine {
 
     /// Reads an enrollment in a transaction and lets `edit` change it; the document is written
     /// back when `edit` says so. `None` when there is no such enrollment. `edit` may run more
-    /// than once (Firestore retries contended transactions), so it must only touch `doc`.
+    /// than once (the store retries contended transactions), so it must only touch `doc`.
     async fn modify_enrollment<T, F>(&self, doc_id: &str, edit: F) -> Result<Option<T>, StoreError>
     where
         T: Send + 'static,
         F: Fn(&mut EnrollmentDoc) -> (bool, T) + Send + Sync + 'static,
     {
         let edit = Arc::new(edit);
-        let doc_key = doc_id.to_owned();
+        let doc_id = Arc::new(doc_id.to_owned());
         self.store
-            .db()
-            .run_transaction(|db, tx| {
-                let (edit, doc_key) = (Arc::clone(&edit), doc_key.clone());
+            .transaction(move |tx| {
+                let (edit, doc_id) = (Arc::clone(&edit), Arc::clone(&doc_id));
                 async move {
-                    let doc: Option<EnrollmentDoc> =
-                        db.fluent().select().by_id_in(ENROLLMENTS).obj().one(&doc_key).await?;
-                    let Some(mut doc) = doc else { return Ok(None) };
+                    let Some(mut doc) = tx.enrollment(&doc_id).await? else { return Ok(None) };
                     let (write, result) = edit(&mut doc);
                     if write {
-                        db.fluent()
-                            .update()
-                            .in_col(ENROLLMENTS)
-                            .document_id(&doc_key)
-                            .object(&doc)
-                            .add_to_transaction(tx)?;
+                        tx.put_enrollment(&doc_id, &doc)?;
                     }
                     Ok(Some(result))
                 }
                 .boxed()
             })
             .await
-            .map_err(StoreError)
     }
 
     /// Takes a lease on an enrollment's pending actions (so concurrent deliveries do not run
     /// them twice), runs them in order, and removes each one that succeeded.
     pub async fn run_pending(&self, doc_id: &str) -> Result<(), ApplyError> {
-        let now = now();
+        let now = self.clock.now();
         let claimed = self
             .modify_enrollment(doc_id, move |doc| {
                 let free = |p: &PendingAction| p.leased_until.is_none_or(|until| until <= now);
@@ -341,7 +315,7 @@ impl Engine {
         failed: &[(String, String)],
         error: Option<String>,
     ) -> Result<(), ApplyError> {
-        let now = now();
+        let now = self.clock.now();
         let (done, failed) = (done.to_vec(), failed.to_vec());
         self.modify_enrollment(doc_id, move |doc| {
             let mut kept = Vec::new();
@@ -453,7 +427,7 @@ impl Engine {
 
     /// Ends access whose time is up and retries actions left pending; returns (ended, retried).
     pub async fn sweep(&self) -> Result<(usize, usize), ApplyError> {
-        let now = now();
+        let now = self.clock.now();
         let mut ended = 0;
         for doc in self.store.expired_enrollments(now).await? {
             let doc_id = enrollment_doc_id(&doc.student_key, &doc.course_id);

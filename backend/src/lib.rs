@@ -1,9 +1,11 @@
 //! The lms-bridge backend: Pub/Sub push intake, Firestore state, LMS provisioning, and the
 //! operator commands. Rooms: `http` (the surface), `auth` (push tokens), `engine` (applying
-//! events and the sweep), `store` (Firestore), `lms` (adapters), `cli`/`commands`.
+//! events and the sweep), `store` (the state port: Firestore, in memory), `clock`, `lms`
+//! (adapters), `cli`/`commands`.
 
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod engine;
 pub mod http;

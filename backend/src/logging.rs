@@ -2,6 +2,7 @@
 //! fields, and `logging.googleapis.com/trace` when a `trace` field is given. Callers log the
 //! student key, never an email, and never a secret.
 
+use crate::clock::{Clock, SystemClock};
 use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -48,7 +49,7 @@ where
             _ => "DEBUG",
         };
         line.insert("severity".into(), severity.into());
-        line.insert("time".into(), crate::engine::now().to_string().into());
+        line.insert("time".into(), SystemClock.now().to_string().into());
         line.insert("target".into(), event.metadata().target().into());
         if let Some(trace) = line.remove("trace") {
             line.insert("logging.googleapis.com/trace".into(), trace);

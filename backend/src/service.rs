@@ -2,11 +2,12 @@
 
 use crate::auth::{PushAuth, PushAuthMode};
 use crate::cli::{LmsArgs, ServeArgs, ServiceArgs, StoreArgs};
+use crate::clock::SystemClock;
 use crate::engine::Engine;
 use crate::http::{router, warn_if_unauthenticated, AppState};
 use crate::lms::talentlms::TalentLms;
 use crate::lms::Lms;
-use crate::store::Store;
+use crate::store::FirestoreStore;
 use anyhow::{bail, Context};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,8 @@ pub fn install_crypto_provider() {
 }
 
 /// Connects to Firestore.
-pub async fn store(args: &StoreArgs) -> anyhow::Result<Store> {
-    Store::connect(&args.gcp_project)
+pub async fn store(args: &StoreArgs) -> anyhow::Result<FirestoreStore> {
+    FirestoreStore::connect(&args.gcp_project)
         .await
         .with_context(|| format!("connecting to Firestore for project {}", args.gcp_project))
 }
@@ -48,7 +49,12 @@ pub fn lms(args: &LmsArgs) -> anyhow::Result<Arc<dyn Lms>> {
 /// The engine from settings.
 pub async fn engine(args: &ServiceArgs) -> anyhow::Result<Engine> {
     let lms = lms(&args.lms)?;
-    Ok(Engine { store: store(&args.store).await?, lms, deactivate_idle_users: args.lms.deactivate_idle_users })
+    Ok(Engine {
+        store: store(&args.store).await?,
+        lms,
+        clock: Arc::new(SystemClock),
+        deactivate_idle_users: args.lms.deactivate_idle_users,
+    })
 }
 
 /// `lms-bridge serve`: validates the settings, then serves until SIGTERM or Ctrl-C.

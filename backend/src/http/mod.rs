@@ -4,6 +4,7 @@ pub mod error;
 
 use crate::auth::{AuthError, PushAuth, PushAuthMode};
 use crate::engine::{ApplyError, Engine, Outcome};
+use crate::store::{FirestoreStore, StateStore};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -17,10 +18,11 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything a handler needs.
-pub struct AppState {
+/// Everything a handler needs; generic over the store so the surface can be served over the
+/// in-memory store too.
+pub struct AppState<S: StateStore = FirestoreStore> {
     /// The engine.
-    pub engine: Engine,
+    pub engine: Engine<S>,
     /// Push/scheduler token verification.
     pub auth: PushAuth,
     /// The GCP project, for trace ids.
@@ -31,11 +33,11 @@ pub struct AppState {
 const HANDLER_BUDGET: Duration = Duration::from_secs(45);
 
 /// The router.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router<S: StateStore>(state: Arc<AppState<S>>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
-        .route("/pubsub/push", post(push))
-        .route("/tasks/sweep", post(sweep))
+        .route("/pubsub/push", post(push::<S>))
+        .route("/tasks/sweep", post(sweep::<S>))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
@@ -63,7 +65,7 @@ struct PushEnvelope {
     delivery_attempt: Option<u32>,
 }
 
-fn trace(state: &AppState, headers: &HeaderMap) -> String {
+fn trace<S: StateStore>(state: &AppState<S>, headers: &HeaderMap) -> String {
     headers
         .get("x-cloud-trace-context")
         .and_then(|v| v.to_str().ok())
@@ -72,7 +74,7 @@ fn trace(state: &AppState, headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+async fn authenticate<S: StateStore>(state: &AppState<S>, headers: &HeaderMap) -> Result<(), ApiError> {
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
     match state.auth.verify(authorization).await {
         Ok(()) => Ok(()),
@@ -92,7 +94,11 @@ fn unavailable(e: &ApplyError) -> ApiError {
     })
 }
 
-async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn push<S: StateStore>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     authenticate(&state, &headers).await?;
     let trace = trace(&state, &headers);
     let envelope: PushEnvelope = serde_json::from_slice(&body).map_err(|e| {
@@ -137,7 +143,10 @@ async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     }
 }
 
-async fn sweep(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn sweep<S: StateStore>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     authenticate(&state, &headers).await?;
     match state.engine.sweep().await {
         Ok((ended, retried)) => {

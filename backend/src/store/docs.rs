@@ -1,4 +1,5 @@
-//! Document shapes of the Firestore collections.
+//! Document shapes of the state, typed: both stores keep them as they are, and Firestore
+//! gets native timestamps from their serializers.
 
 use lms_bridge_shared::engine::{Access, Enrollment, LmsAction};
 use lms_bridge_shared::{ProductMapping, Timestamp};

@@ -1,6 +1,6 @@
 //! Load run of one backend instance (recorded in BENCHMARKS.md): push events/s and p50/p99
 //! latency against the Firestore emulator and the LMS sandbox, beside the floor measured in
-//! the same run — one Firestore read + one commit in a transaction.
+//! the same run — one Firestore read + one commit in a transaction, through the backend's store.
 //!
 //! `cargo build --release -p lms-bridge-backend && LMS_BRIDGE_BIN=target/release/lms-bridge \
 //!  cargo run --release -p lms-bridge-tests --bin bench-backend -- [EVENTS] [CONCURRENCY] [LMS_CALLS_PER_S] [OFFERED_PER_WORKER]`
@@ -8,17 +8,13 @@
 #![allow(clippy::unwrap_used, reason = "a benchmark driver: a panic is the failure report")]
 
 use futures::FutureExt;
+use lms_bridge_backend::store::docs::StudentDoc;
+use lms_bridge_backend::store::{FirestoreStore, StateStore};
 use lms_bridge_shared::source::hotmart;
 use lms_bridge_shared::Timestamp;
 use lms_bridge_tests::backend::{push_to, Backend, Firestore, Issuer, Sandbox};
 use lms_bridge_tests::fixture;
-use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-
-#[derive(Serialize, Deserialize)]
-struct Probe {
-    n: u64,
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -122,20 +118,17 @@ fn main() {
     std::env::set_var("FIRESTORE_EMULATOR_HOST", &firestore.host);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let floor_p50 = runtime.block_on(async {
-        let store = lms_bridge_backend::store::Store::connect("bench").await.unwrap();
+        let store = FirestoreStore::connect("bench").await.unwrap();
         let mut samples = Vec::new();
         let started = Instant::now();
         for i in 0..events as u64 {
             let t = Instant::now();
             store
-                .db()
-                .run_transaction(|db, tx| {
+                .transaction(move |tx| {
                     async move {
-                        let id = format!("p{i}");
-                        let current: Option<Probe> = db.fluent().select().by_id_in("floor").obj().one(&id).await?;
-                        let next = Probe { n: current.map_or(0, |p| p.n + 1) };
-                        db.fluent().update().in_col("floor").document_id(&id).object(&next).add_to_transaction(tx)?;
-                        Ok::<(), firestore::errors::BackoffError<firestore::errors::FirestoreError>>(())
+                        let key = format!("floor{i}");
+                        let current = tx.student(&key).await?;
+                        tx.put_student(&current.unwrap_or_else(|| StudentDoc::empty(&key)))
                     }
                     .boxed()
                 })

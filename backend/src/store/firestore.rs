@@ -1,0 +1,223 @@
+//! The Firestore adapter. Every time is stored as a native Firestore timestamp (see
+//! `Timestamp`'s serializer), so range queries and the TTL policy on `events.expire_at` work.
+
+use super::docs::{EnrollmentDoc, EventDoc, EventStatus, ProductDoc, StudentDoc};
+use super::{event_doc_id, product_doc_id, StateStore, StoreError, Tx};
+use ::firestore::errors::BackoffError;
+use ::firestore::{FirestoreDb, FirestoreTransaction};
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
+use lms_bridge_shared::{ProductMapping, Timestamp};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Event records by `event_doc_id`.
+pub const EVENTS: &str = "events";
+/// Students by key.
+pub const STUDENTS: &str = "students";
+/// Enrollments by `{student key}__{course id}`.
+pub const ENROLLMENTS: &str = "enrollments";
+/// Product mappings by `{source}__{product id}`.
+pub const PRODUCTS: &str = "products";
+
+/// How long a mapping read is reused by the server.
+const MAPPING_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// The Firestore database, with a short cache of product mappings.
+pub struct FirestoreStore {
+    db: FirestoreDb,
+    mappings: Mutex<HashMap<String, (Instant, Option<ProductMapping>)>>,
+}
+
+impl FirestoreStore {
+    /// Connects to `project` (the emulator when `FIRESTORE_EMULATOR_HOST` is set).
+    pub async fn connect(project: &str) -> Result<Self, StoreError> {
+        let db = FirestoreDb::new(project).await?;
+        Ok(Self { db, mappings: Mutex::new(HashMap::new()) })
+    }
+}
+
+/// One attempt of a Firestore transaction: reads go through the transaction's database handle
+/// (so they see its snapshot and take its locks), writes are added to the transaction.
+struct FirestoreTx<'b, 'a> {
+    db: FirestoreDb,
+    tx: &'b mut FirestoreTransaction<'a>,
+}
+
+#[async_trait]
+impl Tx for FirestoreTx<'_, '_> {
+    async fn event(&mut self, event_id: &str) -> Result<Option<EventDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(EVENTS).obj().one(&event_doc_id(event_id)).await?)
+    }
+
+    async fn enrollment(&mut self, doc_id: &str) -> Result<Option<EnrollmentDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(ENROLLMENTS).obj().one(doc_id).await?)
+    }
+
+    async fn student(&mut self, key: &str) -> Result<Option<StudentDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(STUDENTS).obj().one(key).await?)
+    }
+
+    fn put_event(&mut self, doc: &EventDoc) -> Result<(), StoreError> {
+        self.db
+            .fluent()
+            .update()
+            .in_col(EVENTS)
+            .document_id(event_doc_id(&doc.id))
+            .object(doc)
+            .add_to_transaction(self.tx)?;
+        Ok(())
+    }
+
+    fn put_enrollment(&mut self, doc_id: &str, doc: &EnrollmentDoc) -> Result<(), StoreError> {
+        self.db.fluent().update().in_col(ENROLLMENTS).document_id(doc_id).object(doc).add_to_transaction(self.tx)?;
+        Ok(())
+    }
+
+    fn put_student(&mut self, doc: &StudentDoc) -> Result<(), StoreError> {
+        self.db.fluent().update().in_col(STUDENTS).document_id(&doc.key).object(doc).add_to_transaction(self.tx)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StateStore for FirestoreStore {
+    async fn transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, StoreError>> + Send + Sync + 'static,
+    {
+        // Each attempt's future must own what it uses: Firestore may run several.
+        let f = Arc::new(f);
+        let result = self
+            .db
+            .run_transaction(|db, tx| {
+                let f = Arc::clone(&f);
+                async move {
+                    let mut tx = FirestoreTx { db, tx };
+                    // The body's own errors are not retried (as `?` on a read did before);
+                    // Firestore retries contended commits.
+                    f(&mut tx).await.map_err(BackoffError::permanent)
+                }
+                .boxed()
+            })
+            .await?;
+        Ok(result)
+    }
+
+    async fn mapping(&self, source: &str, product: &str) -> Result<Option<ProductMapping>, StoreError> {
+        let id = product_doc_id(source, product);
+        if let Ok(cache) = self.mappings.lock() {
+            if let Some((at, mapping)) = cache.get(&id) {
+                if at.elapsed() < MAPPING_CACHE_TTL {
+                    return Ok(mapping.clone());
+                }
+            }
+        }
+        let doc: Option<ProductDoc> = self.db.fluent().select().by_id_in(PRODUCTS).obj().one(&id).await?;
+        let mapping = doc.map(|d| d.mapping);
+        if let Ok(mut cache) = self.mappings.lock() {
+            cache.insert(id, (Instant::now(), mapping.clone()));
+        }
+        Ok(mapping)
+    }
+
+    async fn put_mapping(&self, mapping: &ProductMapping, now: Timestamp) -> Result<(), StoreError> {
+        let id = product_doc_id(mapping.source.as_str(), mapping.product_id.as_str());
+        let doc = ProductDoc { mapping: mapping.clone(), updated_at: now };
+        let _: ProductDoc = self.db.fluent().update().in_col(PRODUCTS).document_id(&id).object(&doc).execute().await?;
+        Ok(())
+    }
+
+    async fn list_mappings(&self) -> Result<Vec<ProductMapping>, StoreError> {
+        let docs: Vec<ProductDoc> = self.db.fluent().select().from(PRODUCTS).obj().query().await?;
+        Ok(docs.into_iter().map(|d| d.mapping).collect())
+    }
+
+    async fn event(&self, event_id: &str) -> Result<Option<EventDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(EVENTS).obj().one(&event_doc_id(event_id)).await?)
+    }
+
+    async fn put_event(&self, doc: &EventDoc) -> Result<(), StoreError> {
+        let _: EventDoc =
+            self.db.fluent().update().in_col(EVENTS).document_id(event_doc_id(&doc.id)).object(doc).execute().await?;
+        Ok(())
+    }
+
+    async fn events_with_status(&self, status: EventStatus) -> Result<Vec<EventDoc>, StoreError> {
+        let docs = self
+            .db
+            .fluent()
+            .select()
+            .from(EVENTS)
+            .filter(|q| q.for_all([q.field("status").eq(status.as_str())]))
+            .obj()
+            .query()
+            .await?;
+        Ok(docs)
+    }
+
+    async fn student(&self, key: &str) -> Result<Option<StudentDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(STUDENTS).obj().one(key).await?)
+    }
+
+    async fn set_lms_user(&self, key: &str, lms: &str, user_id: &str) -> Result<(), StoreError> {
+        // Only that one field is written (the mask), so no read is needed first.
+        let field = format!("lms_user_ids.{lms}");
+        let mut doc = StudentDoc::empty(key);
+        doc.lms_user_ids.insert(lms.to_owned(), user_id.to_owned());
+        let _: StudentDoc = self
+            .db
+            .fluent()
+            .update()
+            .fields([field.as_str()])
+            .in_col(STUDENTS)
+            .document_id(key)
+            .object(&doc)
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    async fn enrollments_of(&self, student_key: &str) -> Result<Vec<EnrollmentDoc>, StoreError> {
+        let docs = self
+            .db
+            .fluent()
+            .select()
+            .from(ENROLLMENTS)
+            .filter(|q| q.for_all([q.field("student_key").eq(student_key)]))
+            .obj()
+            .query()
+            .await?;
+        Ok(docs)
+    }
+
+    async fn expired_enrollments(&self, now: Timestamp) -> Result<Vec<EnrollmentDoc>, StoreError> {
+        // Composite index `access` + `access_until`, see deploy/firestore.indexes.json.
+        let stream = self
+            .db
+            .fluent()
+            .select()
+            .from(ENROLLMENTS)
+            .filter(|q| q.for_all([q.field("access").eq("active"), q.field("access_until").less_than_or_equal(now)]))
+            .obj::<EnrollmentDoc>()
+            .stream_query_with_errors()
+            .await?;
+        Ok(stream.try_collect().await?)
+    }
+
+    async fn stale_pending(&self, before: Timestamp) -> Result<Vec<EnrollmentDoc>, StoreError> {
+        let docs = self
+            .db
+            .fluent()
+            .select()
+            .from(ENROLLMENTS)
+            .filter(|q| q.for_all([q.field("pending_since").less_than_or_equal(before)]))
+            .obj()
+            .query()
+            .await?;
+        Ok(docs)
+    }
+}
