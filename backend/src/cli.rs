@@ -46,6 +46,9 @@ pub enum Command {
         #[command(subcommand)]
         command: PubsubCommand,
     },
+    /// Replay a history of raw webhooks (one body per line on stdin) through the engine,
+    /// in memory, and print what the system would show at each probe time.
+    Simulate(SimulateArgs),
     /// Re-run stored events through the current code.
     Replay {
         /// Re-normalize the quarantined (unparsed) events and apply those that now parse.
@@ -128,6 +131,23 @@ pub enum StudentCommand {
         /// The student's email (any case, spaces trimmed).
         email: String,
     },
+}
+
+/// Arguments of `lms-bridge simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The product mappings (the TOML of `mappings import`).
+    #[arg(long)]
+    pub mappings: PathBuf,
+    /// A probe time (RFC 3339), repeatable; default: the latest envelope time in the input.
+    #[arg(long = "at", value_name = "RFC3339")]
+    pub at: Vec<String>,
+    /// First print one line per input line: its event, change, status and LMS actions.
+    #[arg(long)]
+    pub timeline: bool,
+    /// The platform that sent the bodies.
+    #[arg(long, default_value = "hotmart")]
+    pub source: String,
 }
 
 /// Arguments of `lms-bridge normalize`.

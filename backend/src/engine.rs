@@ -3,11 +3,11 @@
 
 use crate::clock::Clock;
 use crate::lms::{Lms, LmsError, LmsStudent, LmsUserId};
-use crate::store::docs::{EnrollmentDoc, EventDoc, EventStatus, PendingAction, StudentDoc};
-use crate::store::{enrollment_doc_id, FirestoreStore, StateStore, StoreError};
+use crate::store::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, PendingAction, Placement, StudentDoc};
+use crate::store::{enrollment_doc_id, FirestoreStore, StateStore, StoreError, Tx};
 use futures::FutureExt;
-use lms_bridge_shared::engine::LmsAction;
-use lms_bridge_shared::{decide, Change, CourseId, Event, Timestamp};
+use lms_bridge_shared::{grant_key, Access, Change, CourseId, Event, Grant, LmsAction, ProductMapping, Timestamp};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +103,88 @@ enum Committed {
     },
 }
 
+/// The event transaction: dedupe; record the fact on the grant's record; put the grant's
+/// current facts on every enrollment it is placed on now, and take it off those it left (a
+/// plan switch, an earlier approval under another email); queue each enrollment's LMS actions.
+async fn apply_in(
+    tx: &mut dyn Tx,
+    event: &Event,
+    mapping: &ProductMapping,
+    now: Timestamp,
+) -> Result<Committed, StoreError> {
+    if let Some(seen) = tx.event(event.id.as_str()).await? {
+        return Ok(Committed::Seen { enrollments: seen.enrollments });
+    }
+    // Both checked before the transaction (`check_complete`).
+    let (Some(student), Some(grant_id)) = (&event.student, &event.grant_id) else {
+        return Ok(Committed::New { touched: Vec::new(), changed: false });
+    };
+    let key = grant_key(&event.source, grant_id);
+    let record_before = tx.grant(&key).await?;
+    let placed_before: BTreeSet<Placement> =
+        record_before.as_ref().map(|r| r.placed.iter().cloned().collect()).unwrap_or_default();
+    let mut grant = record_before.map_or_else(|| Grant::new(mapping), |r| r.state);
+    // Recorded on a fresh grant before the transaction: it cannot fail here.
+    let facts_changed = grant.record(event, mapping).unwrap_or(false);
+    let placed_after: BTreeSet<Placement> = grant
+        .placements(mapping)
+        .into_iter()
+        .map(|(student, course)| Placement { student_key: student.to_string(), course_id: course.to_string() })
+        .collect();
+
+    let mut touched = Vec::new();
+    let mut docs = Vec::new();
+    for placement in placed_before.union(&placed_after) {
+        let doc_id = enrollment_doc_id(&placement.student_key, &placement.course_id);
+        docs.push((doc_id.clone(), placement, tx.enrollment(&doc_id).await?));
+    }
+    let student_key = student.key.to_string();
+    let student_doc = tx.student(&student_key).await?;
+    for (doc_id, placement, current) in docs {
+        let Ok(course) = CourseId::parse(&placement.course_id) else { continue };
+        let mut doc = current.unwrap_or_else(|| EnrollmentDoc::new(&placement.student_key, course.as_str(), now));
+        let placed = placed_after.contains(placement).then_some(&grant);
+        let decision = doc.state.place(&course, &key, placed, now);
+        if !decision.changed {
+            continue;
+        }
+        doc.apply(decision, event.id.as_str(), now);
+        tx.put_enrollment(&doc_id, &doc)?;
+        touched.push(doc_id);
+    }
+    let changed = facts_changed || !touched.is_empty();
+    if changed {
+        tx.put_grant(
+            &key,
+            &GrantDoc {
+                source: event.source.to_string(),
+                grant_id: grant_id.to_string(),
+                owner_key: grant.owner.as_ref().map(|o| o.key.to_string()),
+                state: grant,
+                placed: placed_after.into_iter().collect(),
+                updated_at: now,
+            },
+        )?;
+    }
+    // The event's own student is kept up to date even when the grant belongs to another: it
+    // is who the platform says sent it.
+    let mut student_doc = student_doc.unwrap_or_else(|| StudentDoc::empty(&student_key));
+    student_doc.email = Some(student.email.as_str().to_owned());
+    student_doc.name = student.name.clone().or(student_doc.name);
+    student_doc.first_name = student.first_name.clone().or(student_doc.first_name);
+    student_doc.last_name = student.last_name.clone().or(student_doc.last_name);
+    tx.put_student(&student_doc)?;
+    let (status, reason) = if changed {
+        (EventStatus::Applied, None)
+    } else {
+        (EventStatus::Ignored, Some("no change: a fact already known for its grant".to_owned()))
+    };
+    let mut doc = record(event, status, reason, now);
+    doc.enrollments = touched.clone();
+    tx.put_event(&doc)?;
+    Ok(Committed::New { touched, changed })
+}
+
 impl<S: StateStore> Engine<S> {
     /// Records an event that can never be applied, so its redelivery stops.
     pub async fn fail(&self, event: &Event, reason: &str) -> Result<Outcome, ApplyError> {
@@ -142,66 +224,18 @@ impl<S: StateStore> Engine<S> {
         if let Err(e) = event.check_complete() {
             return self.fail(event, &e.to_string()).await;
         }
-        let courses: Vec<CourseId> = match &event.change {
-            Change::PlanChange { .. } => mapping.all_courses(),
-            _ => mapping.courses_for(event.product.as_ref().and_then(|p| p.plan.as_deref())).to_vec(),
-        };
+        // A fact the rules cannot record (a purchase fact without its charge) never will be.
+        if let Err(e) = Grant::new(&mapping).record(event, &mapping) {
+            return self.fail(event, &e.to_string()).await;
+        }
 
         let event = Arc::new(event.clone());
         let mapping = Arc::new(mapping);
-        let courses = Arc::new(courses);
         let committed = self
             .store
             .transaction(move |tx| {
-                let event = Arc::clone(&event);
-                let mapping = Arc::clone(&mapping);
-                let courses = Arc::clone(&courses);
-                async move {
-                    if let Some(seen) = tx.event(event.id.as_str()).await? {
-                        return Ok(Committed::Seen { enrollments: seen.enrollments });
-                    }
-                    // Checked before the transaction (`check_complete`).
-                    let Some(student) = &event.student else {
-                        return Ok(Committed::New { touched: Vec::new(), changed: false });
-                    };
-                    let key = student.key.to_string();
-                    let mut touched = Vec::new();
-                    let mut changed = false;
-                    let mut docs = Vec::new();
-                    for course in courses.iter() {
-                        let doc_id = enrollment_doc_id(&key, course.as_str());
-                        let current = tx.enrollment(&doc_id).await?;
-                        docs.push((doc_id, course.clone(), current));
-                    }
-                    let student_doc = tx.student(&key).await?;
-                    for (doc_id, course, current) in docs {
-                        let mut doc = current.unwrap_or_else(|| EnrollmentDoc::new(&key, course.as_str(), now));
-                        let Ok(decision) = decide(&doc.state, &course, &event, &mapping, now) else { continue };
-                        if !decision.changed {
-                            continue;
-                        }
-                        changed = true;
-                        doc.apply(decision, event.id.as_str(), now);
-                        tx.put_enrollment(&doc_id, &doc)?;
-                        touched.push(doc_id);
-                    }
-                    let mut student_doc = student_doc.unwrap_or_else(|| StudentDoc::empty(&key));
-                    student_doc.email = Some(student.email.as_str().to_owned());
-                    student_doc.name = student.name.clone().or(student_doc.name);
-                    student_doc.first_name = student.first_name.clone().or(student_doc.first_name);
-                    student_doc.last_name = student.last_name.clone().or(student_doc.last_name);
-                    tx.put_student(&student_doc)?;
-                    let (status, reason) = if changed {
-                        (EventStatus::Applied, None)
-                    } else {
-                        (EventStatus::Ignored, Some("no change: duplicate or stale for its grant".to_owned()))
-                    };
-                    let mut doc = record(&event, status, reason, now);
-                    doc.enrollments = touched.clone();
-                    tx.put_event(&doc)?;
-                    Ok(Committed::New { touched, changed })
-                }
-                .boxed()
+                let (event, mapping) = (Arc::clone(&event), Arc::clone(&mapping));
+                async move { apply_in(tx, &event, &mapping, now).await }.boxed()
             })
             .await?;
 
@@ -410,11 +444,11 @@ impl<S: StateStore> Engine<S> {
 
     /// With `DEACTIVATE_IDLE_USERS`, a user left with no active course stops using a seat.
     async fn deactivate_if_idle(&self, doc: &EnrollmentDoc) -> Result<(), ApplyError> {
-        if doc.access == lms_bridge_shared::engine::Access::Active {
+        if doc.access == Access::Active {
             return Ok(());
         }
         let all = self.store.enrollments_of(&doc.student_key).await?;
-        if all.iter().any(|e| e.access == lms_bridge_shared::engine::Access::Active) {
+        if all.iter().any(|e| e.access == Access::Active) {
             return Ok(());
         }
         let Some(student) = self.store.student(&doc.student_key).await? else { return Ok(()) };

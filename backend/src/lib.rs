@@ -14,4 +14,5 @@ pub mod logging;
 pub mod normalize;
 pub mod pubsub_setup;
 pub mod service;
+pub mod simulate;
 pub mod store;

@@ -1,9 +1,9 @@
 //! `lms-bridge`: the backend server and its operator commands.
 
 use clap::Parser;
-use lms_bridge_backend::cli::{Cli, Command, PubsubCommand, StudentCommand};
+use lms_bridge_backend::cli::{Cli, Command, PubsubCommand, SimulateArgs, StudentCommand};
 use lms_bridge_backend::commands::{self, CommandError};
-use lms_bridge_backend::{logging, normalize, pubsub_setup, service};
+use lms_bridge_backend::{logging, normalize, pubsub_setup, service, simulate};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -24,11 +24,35 @@ fn fail(message: impl std::fmt::Display, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
+fn simulate(args: &SimulateArgs) -> Result<simulate::Report, CommandError> {
+    let mappings = std::fs::read_to_string(&args.mappings).map_err(|e| {
+        CommandError::BadInput(format!("cannot read the mappings file {}: {e}", args.mappings.display()))
+    })?;
+    let at = args.at.iter().map(|t| simulate::parse_at(t)).collect::<Result<Vec<_>, _>>()?;
+    let request = simulate::Request { mappings, at, timeline: args.timeline, source: args.source.clone() };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| CommandError::Failed(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(simulate::run(&request, std::io::stdin().lock()))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Normalize(args) = &cli.command {
         return match normalize::run(args, std::io::stdin().lock()) {
             Ok(output) => print(&output),
+            Err(error) => fail(&error, error.exit_code()),
+        };
+    }
+    if let Command::Simulate(args) = &cli.command {
+        // No logging: stdout is the answer, stderr the report of unusable lines.
+        return match simulate(args) {
+            Ok(report) => {
+                for warning in &report.warnings {
+                    eprintln!("lms-bridge: {warning}");
+                }
+                print(&report.stdout)
+            }
             Err(error) => fail(&error, error.exit_code()),
         };
     }
@@ -40,7 +64,7 @@ fn main() -> ExitCode {
     };
     let result: Result<String, CommandError> = runtime.block_on(async {
         match cli.command {
-            Command::Normalize(_) => Ok(String::new()),
+            Command::Normalize(_) | Command::Simulate(_) => Ok(String::new()),
             Command::Serve(args) => service::serve(args).await.map(|()| String::new()).map_err(CommandError::Failed),
             Command::Mappings { command, store } => commands::mappings(&command, &store).await,
             Command::Sweep(args) => commands::sweep(&args).await,

@@ -1,7 +1,7 @@
 //! Document shapes of the state, typed: both stores keep them as they are, and Firestore
 //! gets native timestamps from their serializers.
 
-use lms_bridge_shared::engine::{Access, Enrollment, LmsAction};
+use lms_bridge_shared::rules::{Access, Enrollment, Grant, LmsAction};
 use lms_bridge_shared::{ProductMapping, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -185,6 +185,33 @@ impl EnrollmentDoc {
         self.version += 1;
         self.updated_at = now;
     }
+}
+
+/// Where a grant is placed: one student's course.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Placement {
+    /// The owner's student key.
+    pub student_key: String,
+    /// The course.
+    pub course_id: String,
+}
+
+/// `grants/{source}__{grant id}`: the one record of a grant's facts, so events about it act on
+/// its owner whatever email they carry, and a plan switch knows which courses to leave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantDoc {
+    /// The payment platform.
+    pub source: String,
+    /// The grant id (transaction or subscriber code).
+    pub grant_id: String,
+    /// The owner's student key, for queries (the facts hold the owner too).
+    pub owner_key: Option<String>,
+    /// Everything its events said.
+    pub state: Grant,
+    /// The enrollments it is placed on, whose copies of `state` are kept current.
+    pub placed: Vec<Placement>,
+    /// Last write.
+    pub updated_at: Timestamp,
 }
 
 /// `products/{source}__{product id}`.

@@ -1,7 +1,7 @@
 //! The Firestore adapter. Every time is stored as a native Firestore timestamp (see
 //! `Timestamp`'s serializer), so range queries and the TTL policy on `events.expire_at` work.
 
-use super::docs::{EnrollmentDoc, EventDoc, EventStatus, ProductDoc, StudentDoc};
+use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, ProductDoc, StudentDoc};
 use super::{event_doc_id, product_doc_id, StateStore, StoreError, Tx};
 use ::firestore::errors::BackoffError;
 use ::firestore::{FirestoreDb, FirestoreTransaction};
@@ -19,6 +19,8 @@ pub const EVENTS: &str = "events";
 pub const STUDENTS: &str = "students";
 /// Enrollments by `{student key}__{course id}`.
 pub const ENROLLMENTS: &str = "enrollments";
+/// Grants by `{source}__{grant id}`: their facts, owner and placements.
+pub const GRANTS: &str = "grants";
 /// Product mappings by `{source}__{product id}`.
 pub const PRODUCTS: &str = "products";
 
@@ -58,6 +60,21 @@ impl Tx for FirestoreTx<'_, '_> {
 
     async fn student(&mut self, key: &str) -> Result<Option<StudentDoc>, StoreError> {
         Ok(self.db.fluent().select().by_id_in(STUDENTS).obj().one(key).await?)
+    }
+
+    async fn grant(&mut self, key: &str) -> Result<Option<GrantDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(GRANTS).obj().one(&event_doc_id(key)).await?)
+    }
+
+    fn put_grant(&mut self, key: &str, doc: &GrantDoc) -> Result<(), StoreError> {
+        self.db
+            .fluent()
+            .update()
+            .in_col(GRANTS)
+            .document_id(event_doc_id(key))
+            .object(doc)
+            .add_to_transaction(self.tx)?;
+        Ok(())
     }
 
     fn put_event(&mut self, doc: &EventDoc) -> Result<(), StoreError> {

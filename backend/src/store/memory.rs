@@ -3,11 +3,11 @@
 //! Every collection is a `BTreeMap` by document id: queries answer in a fixed order, and runs
 //! are reproducible.
 
-use super::docs::{EnrollmentDoc, EventDoc, EventStatus, StudentDoc};
+use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, StudentDoc};
 use super::{event_doc_id, product_doc_id, StateStore, StoreError, Tx};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use lms_bridge_shared::engine::Access;
+use lms_bridge_shared::Access;
 use lms_bridge_shared::{ProductMapping, Timestamp};
 use std::collections::BTreeMap;
 use tokio::sync::Mutex;
@@ -18,6 +18,7 @@ struct Collections {
     events: BTreeMap<String, EventDoc>,
     students: BTreeMap<String, StudentDoc>,
     enrollments: BTreeMap<String, EnrollmentDoc>,
+    grants: BTreeMap<String, GrantDoc>,
     products: BTreeMap<String, ProductMapping>,
 }
 
@@ -31,6 +32,11 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Every enrollment, by document id: what `lms-bridge simulate` shows.
+    pub async fn all_enrollments(&self) -> Vec<EnrollmentDoc> {
+        self.state.lock().await.enrollments.values().cloned().collect()
     }
 }
 
@@ -53,6 +59,15 @@ impl Tx for MemoryTx<'_> {
 
     async fn student(&mut self, key: &str) -> Result<Option<StudentDoc>, StoreError> {
         Ok(self.snapshot.students.get(key).cloned())
+    }
+
+    async fn grant(&mut self, key: &str) -> Result<Option<GrantDoc>, StoreError> {
+        Ok(self.snapshot.grants.get(key).cloned())
+    }
+
+    fn put_grant(&mut self, key: &str, doc: &GrantDoc) -> Result<(), StoreError> {
+        self.writes.grants.insert(key.to_owned(), doc.clone());
+        Ok(())
     }
 
     fn put_event(&mut self, doc: &EventDoc) -> Result<(), StoreError> {
@@ -85,6 +100,7 @@ impl StateStore for MemoryStore {
         state.events.extend(writes.events);
         state.students.extend(writes.students);
         state.enrollments.extend(writes.enrollments);
+        state.grants.extend(writes.grants);
         state.products.extend(writes.products);
         Ok(value)
     }

@@ -10,7 +10,7 @@ pub use self::firestore::FirestoreStore;
 pub use self::memory::MemoryStore;
 
 use async_trait::async_trait;
-use docs::{EnrollmentDoc, EventDoc, EventStatus, StudentDoc};
+use docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, StudentDoc};
 use futures::future::BoxFuture;
 use lms_bridge_shared::{ProductMapping, Timestamp};
 
@@ -41,12 +41,16 @@ pub trait Tx: Send {
     async fn enrollment(&mut self, doc_id: &str) -> Result<Option<EnrollmentDoc>, StoreError>;
     /// A student by key.
     async fn student(&mut self, key: &str) -> Result<Option<StudentDoc>, StoreError>;
+    /// `grants/{source}__{grant id}`: a grant's facts, owner and placements.
+    async fn grant(&mut self, key: &str) -> Result<Option<GrantDoc>, StoreError>;
     /// Inserts or replaces an event record (keyed by `doc.id`).
     fn put_event(&mut self, doc: &EventDoc) -> Result<(), StoreError>;
     /// Inserts or replaces an enrollment.
     fn put_enrollment(&mut self, doc_id: &str, doc: &EnrollmentDoc) -> Result<(), StoreError>;
     /// Inserts or replaces a student (keyed by `doc.key`).
     fn put_student(&mut self, doc: &StudentDoc) -> Result<(), StoreError>;
+    /// Writes a grant record.
+    fn put_grant(&mut self, key: &str, doc: &GrantDoc) -> Result<(), StoreError>;
 }
 
 /// Where the bridge keeps its state. Operations outside [`StateStore::transaction`] are
