@@ -40,7 +40,7 @@ struct Chain {
     backend: Backend,
     edge: Edge,
     pubsub: Mutex<Emulator>,
-    _firestore: Firestore,
+    firestore: Firestore,
     _issuer: Issuer,
 }
 
@@ -69,7 +69,7 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
                 ("PUBSUB_TOPIC", "lms-bridge-events"),
             ],
         );
-        Chain { proxy, sandbox, backend, edge, pubsub: Mutex::new(pubsub), _firestore: firestore, _issuer: issuer }
+        Chain { proxy, sandbox, backend, edge, pubsub: Mutex::new(pubsub), firestore, _issuer: issuer }
     });
     (turn, chain)
 }
@@ -169,7 +169,7 @@ fn a_backend_killed_mid_stream_loses_nothing_and_doubles_nothing() {
     // (killable, restarted at the same address), Firestore project and LMS sandbox, so what
     // the sandbox shows was done by this backend alone.
     let pubsub_host = chain.pubsub.lock().unwrap().host.clone();
-    let (firestore, issuer) = (&chain._firestore, &chain._issuer);
+    let (firestore, issuer) = (&chain.firestore, &chain._issuer);
     let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), &[]);
     let port = lms_bridge_tests::process::free_port();
     let start = || Backend::start_on(port, "kill-test", firestore, &sandbox, issuer, &[("PUSH_AUTH", "none")]);
@@ -302,4 +302,178 @@ fn renewals_extend_a_cancellation_ends_at_the_paid_date_and_a_fixed_term_expires
     assert!(swept["ended"].as_u64().unwrap() >= 2, "{swept}");
     assert!(chain.sandbox.courses_of(email).is_empty(), "cancelled: ends at the paid-through date");
     assert!(chain.sandbox.courses_of(fixed).is_empty(), "fixed term over");
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The sandbox's calls that concerned the user with this email, as `(action, status)`.
+fn calls_of(chain: &Chain, email: &str) -> Vec<(String, u64)> {
+    let state = chain.sandbox.state();
+    let calls = state["calls"].as_array().cloned().unwrap_or_default();
+    // An older sandbox logs no user: every check on this list would pass for nothing.
+    assert!(
+        calls.iter().all(|c| c.get("user").is_some()),
+        "the sandbox's call log names no users (stale lms-sandbox?)"
+    );
+    calls
+        .iter()
+        .filter(|c| c["user"].as_str().is_some_and(|u| u.eq_ignore_ascii_case(email)))
+        .map(|c| (c["action"].as_str().unwrap().to_owned(), c["status"].as_u64().unwrap()))
+        .collect()
+}
+
+/// `lms-bridge student show EMAIL` on the chain's backend (None: no such student).
+fn student_show(chain: &Chain, email: &str) -> Option<Value> {
+    let output = chain.backend.cli(&["student", "show", email]);
+    output.status.success().then(|| serde_json::from_slice(&output.stdout).unwrap())
+}
+
+/// Waits until the backend has recorded the Hotmart event `id` (`events/hotmart:{id}`) and
+/// no LMS action on `email`'s enrollments is left pending: the event is fully processed.
+/// Returns the event's status.
+fn wait_processed(chain: &Chain, id: &str, email: &str, timeout: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        let doc = chain.firestore.document(&chain.backend.project, &format!("events/hotmart%3A{id}"));
+        let status = doc["fields"]["status"]["stringValue"].as_str().map(str::to_owned);
+        let shown = student_show(chain, email);
+        // No such student: nothing pending for it either.
+        let settled = shown.as_ref().is_none_or(|s| {
+            s["courses"].as_array().unwrap().iter().all(|c| c["pending_actions"].as_array().is_none_or(Vec::is_empty))
+        });
+        if let (Some(status), true) = (&status, settled) {
+            return status.clone();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "event hotmart:{id} not processed within {timeout:?}: status {status:?}, {email}: {shown:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A subscription charge of product 4774439 (subscription, grace 0) for subscriber `code`.
+fn subscription_approved(
+    id: &str,
+    email: &str,
+    code: &str,
+    transaction: &str,
+    recurrence: u32,
+    approved: i64,
+    next_charge: i64,
+) -> Vec<u8> {
+    let mut raw: Value = serde_json::from_slice(&fixture("hotmart/subscription_purchase_approved.json")).unwrap();
+    raw["id"] = id.into();
+    raw["creation_date"] = (approved + 1_000).into();
+    raw["data"]["buyer"]["email"] = email.into();
+    raw["data"]["product"]["id"] = 4774439.into();
+    raw["data"]["subscription"]["subscriber"]["code"] = code.into();
+    let purchase = &mut raw["data"]["purchase"];
+    purchase["transaction"] = transaction.into();
+    purchase["recurrence_number"] = recurrence.into();
+    purchase["approved_date"] = approved.into();
+    purchase["order_date"] = (approved - 10_000).into();
+    purchase["date_next_charge"] = next_charge.into();
+    raw.to_string().into_bytes()
+}
+
+#[test]
+fn a_refused_renewal_paid_under_a_new_transaction_keeps_the_subscriber_enrolled() {
+    let (_turn, chain) = chain();
+    let email = "e2e-refused-renewal@example.com";
+    let code = "SUBE2EREFUSED";
+    let base = now_ms();
+
+    // (a) Recurrence 1 approved (T1), paid through +30 days.
+    let first = subscription_approved("rr-a1", email, code, "HPRR1", 1, base - 120_000, base + 30 * DAY_MS);
+    send(chain, first);
+    wait_for(chain, email, &["102"], Duration::from_secs(20));
+
+    // (b) Recurrence 2's card is refused: PURCHASE_CANCELED of its transaction T2, same
+    // subscriber. The payment did not go through; it must not end the subscription.
+    let mut refused: Value = serde_json::from_slice(&fixture("hotmart/purchase_canceled.json")).unwrap();
+    refused["id"] = "rr-c2".into();
+    refused["creation_date"] = (base - 60_000).into();
+    refused["data"]["buyer"]["email"] = email.into();
+    refused["data"]["product"]["id"] = 4774439.into();
+    refused["data"]["subscription"] = json!({
+        "status": "ACTIVE", "plan": { "id": 123, "name": "plano de teste" }, "subscriber": { "code": code },
+    });
+    let purchase = &mut refused["data"]["purchase"];
+    purchase["transaction"] = "HPRR2".into();
+    purchase["recurrence_number"] = 2.into();
+    purchase["order_date"] = (base - 70_000).into();
+    purchase.as_object_mut().unwrap().remove("approved_date");
+    send(chain, refused.to_string().into_bytes());
+    let status = wait_processed(chain, "rr-c2", email, Duration::from_secs(20));
+    let calls = calls_of(chain, email);
+    assert!(
+        !calls.iter().any(|(action, _)| action == "removeuserfromcourse"),
+        "the refused renewal (PURCHASE_CANCELED of T2, event {status}) unenrolled the subscriber; \
+         sandbox calls for {email}: {calls:?}, courses now {:?}",
+        chain.sandbox.courses_of(email)
+    );
+
+    // (c) Recurrence 2 paid under a new transaction T3, paid through +60 days.
+    let paid_through = base + 60 * DAY_MS;
+    send(chain, subscription_approved("rr-a3", email, code, "HPRR3", 2, base - 30_000, paid_through));
+    let status = wait_processed(chain, "rr-a3", email, Duration::from_secs(20));
+
+    let calls = calls_of(chain, email);
+    assert_eq!(chain.sandbox.courses_of(email), ["102"], "still enrolled after T3 ({status}); calls {calls:?}");
+    assert!(
+        !calls.iter().any(|(action, _)| action == "removeuserfromcourse"),
+        "never unenrolled; sandbox calls for {email}: {calls:?}"
+    );
+    let shown = student_show(chain, email).unwrap();
+    let course = &shown["courses"][0];
+    assert_eq!(course["course"], "102", "{shown}");
+    assert_eq!(course["access"], "active", "{shown}");
+    let until = lms_bridge_shared::Timestamp::from_unix_millis(paid_through).unwrap().to_string();
+    assert_eq!(course["access_until"], until.as_str(), "access until T3's next charge date (+60 days): {shown}");
+}
+
+#[test]
+fn a_refund_carrying_a_changed_buyer_email_revokes_the_buyers_access() {
+    let (_turn, chain) = chain();
+    let (buyer, changed) = ("ana.x@example.com", "ana.new@example.com");
+    let base = now_ms();
+    let purchase = |sample: &str, id: &str, email: &str, created: i64| {
+        let mut raw: Value = serde_json::from_slice(&fixture(&format!("hotmart/{sample}.json"))).unwrap();
+        raw["id"] = id.into();
+        raw["creation_date"] = created.into();
+        raw["data"]["buyer"]["email"] = email.into();
+        raw["data"]["product"]["id"] = 4774438.into();
+        raw["data"]["purchase"]["transaction"] = "HPAX1".into();
+        raw["data"]["purchase"]["approved_date"] = (base - 60_000).into();
+        raw["data"]["purchase"]["order_date"] = (base - 70_000).into();
+        raw.to_string().into_bytes()
+    };
+    send(chain, purchase("purchase_approved", "ax-a", buyer, base - 59_000));
+    wait_for(chain, buyer, &["101"], Duration::from_secs(20));
+
+    // The buyer changed address at Hotmart: the refund of the same transaction names it.
+    send(chain, purchase("purchase_refunded", "ax-r", changed, base - 10_000));
+    let status = wait_processed(chain, "ax-r", buyer, Duration::from_secs(20));
+    wait_processed(chain, "ax-r", changed, Duration::from_secs(20));
+    let started = Instant::now();
+    while !chain.sandbox.courses_of(buyer).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{buyer} still enrolled in {:?} 20 s after the refund of HPAX1 (sent as {changed}) was recorded \
+             ({status}); sandbox calls for {buyer}: {:?}",
+            chain.sandbox.courses_of(buyer),
+            calls_of(chain, buyer)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(calls_of(chain, buyer).iter().any(|c| c == &("removeuserfromcourse".to_owned(), 200)));
+    let state = chain.sandbox.state();
+    let users = state["users"].as_array().unwrap();
+    assert!(!users.iter().any(|u| u["email"] == changed), "no LMS user for {changed}: {users:?}");
+    let calls = calls_of(chain, changed);
+    assert!(
+        !calls.iter().any(|(action, _)| action == "usersignup" || action == "addusertocourse"),
+        "nothing created or enrolled for {changed}: {calls:?}"
+    );
 }

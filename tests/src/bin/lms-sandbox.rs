@@ -2,7 +2,8 @@
 //! `talentlms-api.md`) with in-memory users and enrollments, for tests and local runs.
 //!
 //! Usage: `lms-sandbox --port N [--api-key K] [--courses 101,102] [--signup-inactive]`.
-//! Control API for tests: `GET /_sandbox/state`, `POST /_sandbox/faults` with
+//! Control API for tests: `GET /_sandbox/state` (users; the call log, each call with the
+//! email of the user it concerned), `POST /_sandbox/faults` with
 //! `{"fail_next":n,"rate_limit_next":n,"retry_after_secs":s,"delay_next":n,"delay_ms":ms}`,
 //! `POST /_sandbox/reset`.
 
@@ -294,14 +295,16 @@ fn handle(state: &Mutex<State>, mut request: Request) {
     if let Some(delay) = delay {
         std::thread::sleep(delay);
     }
+    let args = if method == Method::Post { form_args(&body) } else { path_args(segment) };
     let reply = match fault {
         Some(reply) => reply,
-        None => {
-            let args = if method == Method::Post { form_args(&body) } else { path_args(segment) };
-            state.lock().unwrap().api(&method, &action, &args)
-        }
+        None => state.lock().unwrap().api(&method, &action, &args),
     };
-    state.lock().unwrap().calls.push(json!({ "method": method.to_string(), "action": action, "status": reply.0 }));
+    let mut s = state.lock().unwrap();
+    // Whom the call concerned, by email (null when it named no known user).
+    let user = s.find_user(&args).map(|id| s.users[&id].email.clone());
+    s.calls.push(json!({ "method": method.to_string(), "action": action, "status": reply.0, "user": user }));
+    drop(s);
     respond(request, reply);
 }
 
