@@ -1553,6 +1553,17 @@ proptest! {
     }
 }
 
+/// How many of 2,000 seeded cases the program gets wrong: the measure of a deliberate mutation
+/// of the rules (see the closing notes), where the property test stops at the first. Run by
+/// hand: `cargo test -p lms-bridge-backend --test rules_model -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measuring tool for mutations, run by hand; the property test above is the check"]
+fn count_the_cases_the_program_gets_wrong() {
+    let cases = sample_cases(2000);
+    let wrong = cases.iter().filter(|case| check(case).is_err()).count();
+    println!("{wrong} of {} cases disagree with the model", cases.len());
+}
+
 // --- the generator itself ----------------------------------------------------------------------
 
 /// Cases from a fixed seed, for the generator's own checks.

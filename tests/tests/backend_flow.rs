@@ -73,6 +73,10 @@ fn now_ms() -> i64 {
 fn event(sample: &str, edit: impl FnOnce(&mut Value)) -> Value {
     let mut raw: Value = serde_json::from_slice(&fixture(&format!("hotmart/{sample}.json"))).unwrap();
     raw["creation_date"] = now_ms().into();
+    // Approvals are stamped with their approval time: the samples' dates are a year old.
+    if raw["data"]["purchase"].get("approved_date").is_some() {
+        raw["data"]["purchase"]["approved_date"] = (now_ms() - 1_000).into();
+    }
     edit(&mut raw);
     let event = hotmart::normalize(raw.to_string().as_bytes(), Timestamp::from_unix_millis(now_ms()).unwrap()).unwrap();
     serde_json::to_value(event).unwrap()
@@ -152,6 +156,7 @@ fn two_products_granting_one_course_keep_it_when_one_is_refunded() {
 fn subscription_charge(id: &str, paid_through_ms: i64) -> Value {
     event("subscription_purchase_approved", |raw| {
         raw["id"] = id.into();
+        raw["data"]["purchase"]["transaction"] = format!("HP-{id}").into();
         raw["data"]["purchase"]["date_next_charge"] = paid_through_ms.into();
     })
 }
@@ -166,6 +171,7 @@ fn renewals_extend_and_a_cancellation_ends_at_the_paid_through_date_via_the_swee
     w.push_ok(&subscription_charge("c2", now_ms() + 60_000));
     let cancel = event("subscription_cancellation", |raw| {
         raw["id"] = "cancel".into();
+        raw["data"]["cancellation_date"] = now_ms().into();
         raw["data"]["date_next_charge"] = (now_ms() + 4_000).into();
     });
     w.push_ok(&cancel);
@@ -189,6 +195,7 @@ fn a_fixed_term_product_ends_on_time() {
         raw["id"] = "f1".into();
         // Approved 365 days ago, less three seconds: the term ends three seconds from now.
         raw["creation_date"] = (now_ms() - 365 * 86_400_000 + 3_000).into();
+        raw["data"]["purchase"]["approved_date"] = raw["creation_date"].clone();
         raw["data"]["product"]["id"] = 7000.into();
         raw["data"]["purchase"]["transaction"] = "HP30".into();
     });
@@ -339,7 +346,7 @@ fn student_show_and_mappings_list_tell_the_operator_what_is_known() {
     let shown: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(shown["courses"][0]["course"], "102");
     assert_eq!(shown["courses"][0]["access"], "active");
-    assert!(shown["courses"][0]["grants"]["HP80"].is_object());
+    assert!(shown["courses"][0]["grants"]["hotmart__HP80"]["charges"]["HP80"].is_object(), "{shown}");
     assert_eq!(shown["lms_user_ids"]["talentlms"], "1");
 
     let unknown = w.backend.cli(&["student", "show", "nobody@example.com"]);
@@ -365,4 +372,48 @@ fn idle_users_are_deactivated_when_configured_and_reactivated_on_purchase() {
     w.push_ok(&purchase("purchase_approved", "a2", 6000, "HP91"));
     assert_eq!(w.sandbox.user_status(ANA).as_deref(), Some("active"));
     assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+}
+
+/// Events exactly as the previous release's edge published them (schema v1), as Pub/Sub may
+/// still hold during a deploy.
+fn v1_event(id: &str, change: Value, source_event: &str, product: &str, transaction: &str) -> Value {
+    let now = Timestamp::from_unix_millis(now_ms()).unwrap().to_string();
+    json!({
+        "schema": "lms-bridge.event.v1",
+        "id": format!("hotmart:{id}"),
+        "source": "hotmart",
+        "source_event": source_event,
+        "change": change,
+        "occurred_at": now,
+        "received_at": now,
+        "student": {
+            "key": lms_bridge_shared::Email::parse(ANA).unwrap().student_key(),
+            "email": ANA, "name": "Ana Souza", "first_name": "Ana", "last_name": "Souza"
+        },
+        "product": { "id": product, "name": "Curso de Exemplo", "offer": "test", "plan": null },
+        "grant_id": transaction,
+        "subscription": null,
+        "amount": { "value": "1500", "currency": "BRL" }
+    })
+}
+
+#[test]
+fn events_of_the_previous_schema_in_flight_during_a_deploy_are_still_applied() {
+    let w = world("schema-v1");
+    let approval =
+        v1_event("v1a", json!({ "type": "grant", "paid_through": null }), "PURCHASE_APPROVED", "6000", "HP40");
+    assert_eq!(w.push_ok(&approval)["status"], "applied");
+    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+    // A v2 event about the same purchase acts on the same grant.
+    let refund = purchase("purchase_refunded", "v2r", 6000, "HP40");
+    assert_eq!(refund["schema"], "lms-bridge.event.v2");
+    assert_eq!(w.push_ok(&refund)["status"], "applied");
+    assert!(w.sandbox.courses_of(ANA).is_empty());
+    // A v1 refund of a purchase the v2 code approved.
+    w.push_ok(&purchase("purchase_approved", "v2a", 7000, "HP41"));
+    assert_eq!(w.sandbox.courses_of(ANA), ["103"]);
+    let v1_refund =
+        v1_event("v1r", json!({ "type": "revoke", "reason": "refunded" }), "PURCHASE_REFUNDED", "7000", "HP41");
+    assert_eq!(w.push_ok(&v1_refund)["status"], "applied");
+    assert!(w.sandbox.courses_of(ANA).is_empty());
 }

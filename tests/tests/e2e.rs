@@ -263,6 +263,9 @@ fn renewals_extend_a_cancellation_ends_at_the_paid_date_and_a_fixed_term_expires
         raw["data"]["buyer"]["email"] = email.into();
         raw["data"]["product"]["id"] = 4774439.into();
         raw["data"]["subscription"]["subscriber"]["code"] = "SUBE2E".into();
+        // Each recurrence is its own charge, approved now.
+        raw["data"]["purchase"]["transaction"] = format!("HP-{id}").into();
+        raw["data"]["purchase"]["approved_date"] = (now_ms() - 1_000).into();
         raw["data"]["purchase"]["date_next_charge"] = paid_through.into();
         raw.to_string().into_bytes()
     };
@@ -274,6 +277,7 @@ fn renewals_extend_a_cancellation_ends_at_the_paid_date_and_a_fixed_term_expires
     let mut cancel: Value = serde_json::from_slice(&fixture("hotmart/subscription_cancellation.json")).unwrap();
     cancel["id"] = "s-cancel".into();
     cancel["creation_date"] = now_ms().into();
+    cancel["data"]["cancellation_date"] = now_ms().into();
     cancel["data"]["subscriber"]["email"] = email.into();
     cancel["data"]["subscriber"]["code"] = "SUBE2E".into();
     cancel["data"]["product"]["id"] = 4774439.into();
@@ -286,6 +290,7 @@ fn renewals_extend_a_cancellation_ends_at_the_paid_date_and_a_fixed_term_expires
     let mut raw: Value = serde_json::from_slice(&fixture("hotmart/purchase_approved.json")).unwrap();
     raw["id"] = "f-a".into();
     raw["creation_date"] = (now_ms() - 365 * 86_400_000 + 10_000).into();
+    raw["data"]["purchase"]["approved_date"] = raw["creation_date"].clone();
     raw["data"]["buyer"]["email"] = fixed.into();
     raw["data"]["product"]["id"] = 4774440.into();
     raw["data"]["purchase"]["transaction"] = "HPF1".into();
