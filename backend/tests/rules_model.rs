@@ -472,18 +472,6 @@ fn sub_mapping(product: &str, courses: &[&str], grace_days: i64) -> Mapping {
     }
 }
 
-fn sub_charge(event: &str, tx: &str, approved: Option<i64>, next: Option<i64>, sent: i64) -> Hotmart {
-    Hotmart::subscription(event)
-        .product("2002")
-        .subscriber("SUB1")
-        .transaction(tx)
-        .email(ANA)
-        .plan(123)
-        .approved(approved)
-        .next_charge(next)
-        .created(sent)
-}
-
 fn facts(bodies: &[Hotmart]) -> Vec<Fact> {
     bodies.iter().map(|b| model::read(&b.body)).collect()
 }
@@ -497,9 +485,9 @@ fn model_refused_renewal_then_retry_under_a_new_transaction_continues() {
     let mappings = [sub_mapping("2002", &["201"], 3)];
     let retry = N1 + 2 * DAY;
     let history = facts(&[
-        sub_charge("PURCHASE_APPROVED", "S1", Some(A0), Some(N1), A0 + LAG),
-        sub_charge("PURCHASE_CANCELED", "S2", None, Some(N1 + 30 * DAY), N1 + HOUR),
-        sub_charge("PURCHASE_APPROVED", "S3", Some(retry), Some(retry + 30 * DAY), retry + LAG),
+        support::ana_sub_charge("PURCHASE_APPROVED", "S1", Some(A0), Some(N1), A0 + LAG),
+        support::ana_sub_charge("PURCHASE_CANCELED", "S2", None, Some(N1 + 30 * DAY), N1 + HOUR),
+        support::ana_sub_charge("PURCHASE_APPROVED", "S3", Some(retry), Some(retry + 30 * DAY), retry + LAG),
     ]);
     assert_eq!(model::access(&mappings, &history, N1 + DAY), pairs(&[(ANA, "201", Some(N1 + 3 * DAY))]));
     assert_eq!(model::access(&mappings, &history, retry), pairs(&[(ANA, "201", Some(N1 + 3 * DAY))]));
@@ -518,9 +506,9 @@ fn model_cancellation_is_not_undone_by_a_later_completion_of_an_earlier_charge()
         .next_charge(Some(N1))
         .created(T0 + 2 * DAY + LAG);
     let history = facts(&[
-        sub_charge("PURCHASE_APPROVED", "S1", Some(A0), Some(N1), A0 + LAG),
+        support::ana_sub_charge("PURCHASE_APPROVED", "S1", Some(A0), Some(N1), A0 + LAG),
         cancel,
-        sub_charge("PURCHASE_COMPLETE", "S1", Some(A0), Some(N1), T0 + 7 * DAY),
+        support::ana_sub_charge("PURCHASE_COMPLETE", "S1", Some(A0), Some(N1), T0 + 7 * DAY),
     ]);
     assert_eq!(model::access(&mappings, &history, T0 + DAY), pairs(&[(ANA, "201", Some(N1 + 3 * DAY))]));
     assert_eq!(model::access(&mappings, &history, T0 + 7 * DAY), pairs(&[(ANA, "201", Some(N1))]));
@@ -533,13 +521,13 @@ fn model_refund_of_the_current_month_ends_now_and_of_an_older_month_changes_noth
     let a2 = N1 + 10 * MINUTE;
     let n2 = a2 + 30 * DAY;
     let base = [
-        sub_charge("PURCHASE_APPROVED", "S1", Some(A0), Some(N1), A0 + LAG),
-        sub_charge("PURCHASE_APPROVED", "S2", Some(a2), Some(n2), a2 + LAG),
+        support::ana_sub_charge("PURCHASE_APPROVED", "S1", Some(A0), Some(N1), A0 + LAG),
+        support::ana_sub_charge("PURCHASE_APPROVED", "S2", Some(a2), Some(n2), a2 + LAG),
     ];
     let mut older = base.to_vec();
-    older.push(sub_charge("PURCHASE_REFUNDED", "S1", Some(A0), Some(N1), N1 + 10 * DAY));
+    older.push(support::ana_sub_charge("PURCHASE_REFUNDED", "S1", Some(A0), Some(N1), N1 + 10 * DAY));
     let mut current = base.to_vec();
-    current.push(sub_charge("PURCHASE_REFUNDED", "S2", Some(a2), Some(n2), N1 + 10 * DAY));
+    current.push(support::ana_sub_charge("PURCHASE_REFUNDED", "S2", Some(a2), Some(n2), N1 + 10 * DAY));
     let at = N1 + 10 * DAY;
     assert_eq!(model::access(&mappings, &facts(&older), at), pairs(&[(ANA, "201", Some(n2 + 3 * DAY))]));
     assert_eq!(model::access(&mappings, &facts(&current), at), pairs(&[]));
@@ -660,19 +648,19 @@ fn model_charge_date_updates_clamping_and_two_grants_on_one_course() {
         .approved(Some(sent + 2 * DAY))
         .created(sent);
     let fixed_end = sent + 5 * MINUTE + 20 * DAY;
-    let base = [sub_charge("PURCHASE_APPROVED", "S1", Some(A0), Some(N1), A0 + LAG)];
+    let base = [support::ana_sub_charge("PURCHASE_APPROVED", "S1", Some(A0), Some(N1), A0 + LAG)];
     let mut moved = base.to_vec();
     moved.push(update(T0 + 50 * DAY, "ACTIVE", T0 + 5 * DAY));
     moved.push(update(T0 + 70 * DAY, "CANCELLED_BY_CUSTOMER", T0 + 6 * DAY));
     assert_eq!(model::access(&mappings, &facts(&moved), T0 + 7 * DAY), pairs(&[(ANA, "201", Some(T0 + 53 * DAY))]));
     // A renewal approved after the update states the date again.
     let a2 = T0 + 50 * DAY + HOUR;
-    moved.push(sub_charge("PURCHASE_APPROVED", "S2", Some(a2), Some(a2 + 30 * DAY), a2 + LAG));
+    moved.push(support::ana_sub_charge("PURCHASE_APPROVED", "S2", Some(a2), Some(a2 + 30 * DAY), a2 + LAG));
     assert_eq!(model::access(&mappings, &facts(&moved), a2 + LAG), pairs(&[(ANA, "201", Some(a2 + 33 * DAY))]));
     // The fixed-term purchase's approval is clamped; the course's end is the latest of both grants.
     let mut both = base.to_vec();
     both.push(fixed);
-    both.push(sub_charge("PURCHASE_REFUNDED", "S1", Some(A0), Some(N1), T0 + 10 * DAY));
+    both.push(support::ana_sub_charge("PURCHASE_REFUNDED", "S1", Some(A0), Some(N1), T0 + 10 * DAY));
     assert_eq!(model::access(&mappings, &facts(&both), sent), pairs(&[(ANA, "201", Some(N1 + 3 * DAY))]));
     assert_eq!(model::access(&mappings, &facts(&both), T0 + 10 * DAY), pairs(&[(ANA, "201", Some(fixed_end))]));
     assert_eq!(model::access(&mappings, &facts(&both), fixed_end), pairs(&[]));

@@ -8,8 +8,8 @@ mod support;
 
 use serde_json::{json, Value};
 use support::{
-    answer, day, parse_answer, product_toml, rfc3339, run, simulate, Access, Answer, Hotmart, TempFile, DAY, HOUR,
-    MINUTE, SECOND, T0,
+    ana_sub_charge as charge, answer, day, parse_answer, product_toml, rfc3339, run, simulate, Access, Answer, Hotmart,
+    TempFile, DAY, HOUR, MINUTE, SECOND, T0,
 };
 
 const ANA: &str = "ana@example.com";
@@ -59,19 +59,6 @@ fn with_plans() -> String {
 /// approval date, which Hotmart repeats on every event of the purchase.
 fn one_off(event: &str, tx: &str, approved: Option<i64>, sent: i64) -> Hotmart {
     Hotmart::purchase(event).product("1001").transaction(tx).email(ANA).approved(approved).created(sent)
-}
-
-/// A charge event of Ana's subscription SUB1 to product 2002 (plan 123).
-fn charge(event: &str, tx: &str, approved: Option<i64>, next: Option<i64>, sent: i64) -> Hotmart {
-    Hotmart::subscription(event)
-        .product("2002")
-        .subscriber("SUB1")
-        .transaction(tx)
-        .email(ANA)
-        .plan(123)
-        .approved(approved)
-        .next_charge(next)
-        .created(sent)
 }
 
 /// The first charge S1: approved at A0, covering up to N1.
@@ -923,4 +910,22 @@ fn a_bad_at_is_one_error_line_and_exit_2() {
         let line = assert_refused(&output, at);
         assert!(line.contains("--at") || line.contains(at) || line.to_lowercase().contains("time"), "{at:?}: {line}");
     }
+}
+
+/// The README's `simulate` example prints exactly what the README shows.
+#[test]
+fn the_readme_example_prints_what_the_readme_shows() {
+    let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let example = readme.split("< docs/examples/refused-renewal.ndjson\n```\n\n```json\n").nth(1).unwrap();
+    let shown = example.split("```").next().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lms-bridge"))
+        .current_dir(&root)
+        .args(["simulate", "--mappings", "deploy/mappings.example.toml", "--timeline"])
+        .args(["--at", "2026-02-06T00:00:00Z", "--at", "2026-02-20T00:00:00Z", "--at", "2026-03-11T00:00:00Z"])
+        .stdin(std::fs::File::open(format!("{root}/docs/examples/refused-renewal.ndjson")).unwrap())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), shown);
 }

@@ -576,3 +576,16 @@ pub fn answer(output: &Output, probes: &[i64]) -> Answer {
     );
     parse_answer(output, probes).unwrap_or_else(|e| panic!("{e}\nstdout:\n{}", String::from_utf8_lossy(&output.stdout)))
 }
+
+/// A charge event of ana@example.com's subscription SUB1 to product 2002 (plan 123).
+pub fn ana_sub_charge(event: &str, tx: &str, approved: Option<i64>, next: Option<i64>, sent: i64) -> Hotmart {
+    Hotmart::subscription(event)
+        .product("2002")
+        .subscriber("SUB1")
+        .transaction(tx)
+        .email("ana@example.com")
+        .plan(123)
+        .approved(approved)
+        .next_charge(next)
+        .created(sent)
+}
