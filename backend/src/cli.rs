@@ -25,9 +25,9 @@ pub enum Command {
         /// What to do with them.
         #[command(subcommand)]
         command: MappingsCommand,
-        /// Where the state is.
+        /// Where the state is, and the LMS (to apply events kept while a product had no mapping).
         #[command(flatten)]
-        store: StoreArgs,
+        service: ServiceArgs,
     },
     /// End access whose time is up and retry LMS actions left pending.
     Sweep(ServiceArgs),
@@ -50,10 +50,14 @@ pub enum Command {
     /// in memory, and print what the system would show at each probe time.
     Simulate(SimulateArgs),
     /// Re-run stored events through the current code.
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["quarantined", "unmapped"])))]
     Replay {
         /// Re-normalize the quarantined (unparsed) events and apply those that now parse.
-        #[arg(long, required = true)]
+        #[arg(long)]
         quarantined: bool,
+        /// Apply the events kept while their product had no mapping (those that have one now).
+        #[arg(long)]
+        unmapped: bool,
         /// Where the state is, and the LMS.
         #[command(flatten)]
         service: ServiceArgs,

@@ -2,7 +2,7 @@
 
 use crate::cli::{MappingsCommand, ServiceArgs, StoreArgs};
 use crate::clock::{Clock, SystemClock};
-use crate::engine::Outcome;
+use crate::engine::{Engine, Outcome};
 use crate::service;
 use crate::store::docs::EventStatus;
 use crate::store::StateStore;
@@ -58,7 +58,8 @@ pub fn parse_mappings(text: &str) -> Result<Vec<ProductMapping>, CommandError> {
 }
 
 /// `mappings import|list`.
-pub async fn mappings(command: &MappingsCommand, store: &StoreArgs) -> Result<String, CommandError> {
+pub async fn mappings(command: &MappingsCommand, args: &ServiceArgs) -> Result<String, CommandError> {
+    let store = &args.store;
     match command {
         MappingsCommand::Import { file } => {
             let text = std::fs::read_to_string(file)
@@ -69,7 +70,19 @@ pub async fn mappings(command: &MappingsCommand, store: &StoreArgs) -> Result<St
             for mapping in &mappings {
                 store.put_mapping(mapping, now).await?;
             }
-            Ok(format!("imported {} product mapping(s)\n", mappings.len()))
+            let mut out = format!("imported {} product mapping(s)\n", mappings.len());
+            // Purchases made before their product was mapped are applied now.
+            let waiting = store.events_with_status(EventStatus::Unmapped).await?;
+            if !waiting.is_empty() {
+                match service::engine(args).await {
+                    Ok(engine) => out.push_str(&apply_unmapped(&engine).await?),
+                    Err(e) => out.push_str(&format!(
+                        "{} event(s) wait for a mapping; they were not applied ({e:#}): run `lms-bridge replay --unmapped` with the LMS settings\n",
+                        waiting.len()
+                    )),
+                }
+            }
+            Ok(out)
         }
         MappingsCommand::List => {
             let store = service::store(store).await?;
@@ -86,8 +99,8 @@ pub async fn mappings(command: &MappingsCommand, store: &StoreArgs) -> Result<St
 /// `sweep`.
 pub async fn sweep(args: &ServiceArgs) -> Result<String, CommandError> {
     let engine = service::engine(args).await?;
-    let (ended, retried) = engine.sweep().await.map_err(|e| CommandError::Failed(e.into()))?;
-    Ok(format!("{}\n", json!({ "ended": ended, "retried": retried })))
+    let report = engine.sweep().await.map_err(|e| CommandError::Failed(e.into()))?;
+    Ok(format!("{}\n", json!(report)))
 }
 
 /// `student show EMAIL`.
@@ -121,6 +134,32 @@ pub async fn student_show(email: &str, store: &StoreArgs) -> Result<String, Comm
         "courses": courses,
     });
     Ok(format!("{}\n", serde_json::to_string_pretty(&out).unwrap_or_default()))
+}
+
+/// `replay --unmapped`: apply the events kept while their product had no mapping.
+pub async fn replay_unmapped(args: &ServiceArgs) -> Result<String, CommandError> {
+    apply_unmapped(&service::engine(args).await?).await
+}
+
+/// Applies every unmapped event whose product has a mapping now, oldest first; one JSON line
+/// per event.
+async fn apply_unmapped(engine: &Engine) -> Result<String, CommandError> {
+    let mut waiting = engine.store.events_with_status(EventStatus::Unmapped).await?;
+    waiting.sort_by_key(|doc| doc.received_at);
+    let mut out = String::new();
+    for doc in waiting {
+        let event = doc.event_json.as_deref().and_then(|j| lms_bridge_shared::Event::from_json(j.as_bytes()).ok());
+        let line = match event {
+            None => json!({ "id": doc.id, "result": "no event kept" }),
+            Some(event) => match engine.apply(&event).await.map_err(|e| CommandError::Failed(e.into()))? {
+                Outcome::Unmapped(_) => json!({ "id": doc.id, "result": "still unmapped" }),
+                outcome => json!({ "id": doc.id, "result": format!("{outcome:?}").to_lowercase() }),
+            },
+        };
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// `replay --quarantined`: re-normalize each quarantined body; apply those that now parse.

@@ -14,6 +14,14 @@ use std::time::Duration;
 /// How long a runner holds pending actions before another may take them over: the push
 /// handler's own budget, so a crashed runner's work is taken over soon after.
 const LEASE: Duration = Duration::from_secs(45);
+/// A run stops calling the LMS this long before its lease ends.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// Attempts after which a pending action is given up (moved to `failed`, logged at ERROR).
+pub const MAX_ATTEMPTS: u32 = 12;
+/// One sweep's time budget; Cloud Scheduler's HTTP target times out after 180 s by default.
+pub const SWEEP_BUDGET: Duration = Duration::from_secs(120);
+/// Enrollments read per page by the sweep.
+const SWEEP_PAGE: u32 = 100;
 /// Event records are deleted by the TTL policy after this.
 const EVENT_TTL_DAYS: u32 = 90;
 /// Pending actions older than this are retried by the sweep.
@@ -26,8 +34,10 @@ pub enum Outcome {
     Applied,
     /// Already seen (same id): only pending actions were re-run.
     Duplicate,
-    /// Recorded, no effect (unmapped product, info, no access change).
+    /// Recorded, no effect (info, no access change).
     Ignored(String),
+    /// Kept whole until its product has a mapping.
+    Unmapped(String),
     /// Kept for replay.
     Quarantined,
     /// Permanently invalid; recorded so it does not loop.
@@ -60,6 +70,27 @@ pub struct Engine<S: StateStore = FirestoreStore> {
     pub clock: Arc<dyn Clock>,
     /// Deactivate LMS users left without any active course.
     pub deactivate_idle_users: bool,
+    /// How long a runner holds pending actions; every LMS call of the run ends before.
+    pub lease: Duration,
+    /// Attempts after which a pending action is moved to `failed`.
+    pub max_attempts: u32,
+    /// How long one sweep may run: under the scheduler's request timeout.
+    pub sweep_budget: Duration,
+}
+
+impl<S: StateStore> Engine<S> {
+    /// An engine with the production lease, attempts cap and sweep budget.
+    pub fn new(store: S, lms: Arc<dyn Lms>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            lms,
+            clock,
+            deactivate_idle_users: false,
+            lease: LEASE,
+            max_attempts: MAX_ATTEMPTS,
+            sweep_budget: SWEEP_BUDGET,
+        }
+    }
 }
 
 fn after(t: Timestamp, d: Duration) -> Timestamp {
@@ -67,7 +98,8 @@ fn after(t: Timestamp, d: Duration) -> Timestamp {
 }
 
 fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Timestamp) -> EventDoc {
-    let keep_json = matches!(status, EventStatus::Failed | EventStatus::Quarantined);
+    // What an operator must still look at is kept whole and never expires.
+    let keep = matches!(status, EventStatus::Failed | EventStatus::Quarantined | EventStatus::Unmapped);
     EventDoc {
         id: event.id.to_string(),
         status,
@@ -79,8 +111,8 @@ fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Times
         occurred_at: event.occurred_at,
         received_at: event.received_at,
         processed_at: now,
-        expire_at: now.plus_days(EVENT_TTL_DAYS),
-        event_json: keep_json.then(|| String::from_utf8_lossy(&event.to_json()).into_owned()),
+        expire_at: (!keep).then(|| now.plus_days(EVENT_TTL_DAYS)),
+        event_json: keep.then(|| String::from_utf8_lossy(&event.to_json()).into_owned()),
     }
 }
 
@@ -88,7 +120,16 @@ fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Times
 enum Claim {
     Nothing,
     Busy,
-    Got(Box<EnrollmentDoc>, Vec<PendingAction>),
+    /// The enrollment, the actions claimed, and those given up (over the attempts cap).
+    Got(Box<EnrollmentDoc>, Vec<PendingAction>, Vec<PendingAction>),
+}
+
+/// LMS user ids by student key, known in one run.
+type UserCache = std::collections::HashMap<String, LmsUserId>;
+
+/// A claim's own token: random, so two runners never share one.
+fn claim_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// The result of the event transaction.
@@ -112,7 +153,8 @@ async fn apply_in(
     mapping: &ProductMapping,
     now: Timestamp,
 ) -> Result<Committed, StoreError> {
-    if let Some(seen) = tx.event(event.id.as_str()).await? {
+    // An event kept while its product had no mapping is applied now, like a new one.
+    if let Some(seen) = tx.event(event.id.as_str()).await?.filter(|s| s.status != EventStatus::Unmapped) {
         return Ok(Committed::Seen { enrollments: seen.enrollments });
     }
     // Both checked before the transaction (`check_complete`).
@@ -196,6 +238,7 @@ impl<S: StateStore> Engine<S> {
     pub async fn apply(&self, event: &Event) -> Result<Outcome, ApplyError> {
         let now = self.clock.now();
         if let Change::Unparsed { reason } = &event.change {
+            tracing::warn!(event_id = %event.id, reason = %reason, "quarantined: the edge could not normalize this webhook; kept for replay");
             if self.store.event(event.id.as_str()).await?.is_none() {
                 self.store.put_event(&record(event, EventStatus::Quarantined, Some(reason.clone()), now)).await?;
             }
@@ -208,18 +251,20 @@ impl<S: StateStore> Engine<S> {
             _ => None,
         };
         let Some(mapping) = mapping else {
-            let reason = if event.change.affects_access() {
-                let product = event.product.as_ref().map(|p| p.id.to_string()).unwrap_or_default();
-                tracing::warn!(event_id = %event.id, product = %product, "no mapping for product; event ignored");
-                format!("no mapping for product {product}")
-            } else {
-                format!("{} event: recorded, no access effect", event.change.kind())
-            };
             if self.store.event(event.id.as_str()).await?.is_some() {
                 return Ok(Outcome::Duplicate);
             }
-            self.store.put_event(&record(event, EventStatus::Ignored, Some(reason.clone()), now)).await?;
-            return Ok(Outcome::Ignored(reason));
+            if !event.change.affects_access() {
+                let reason = format!("{} event: recorded, no access effect", event.change.kind());
+                self.store.put_event(&record(event, EventStatus::Ignored, Some(reason.clone()), now)).await?;
+                return Ok(Outcome::Ignored(reason));
+            }
+            // Kept whole: a purchase made before its product was mapped must not be lost.
+            let product = event.product.as_ref().map(|p| p.id.to_string()).unwrap_or_default();
+            tracing::warn!(event_id = %event.id, product = %product, "no mapping for product; event kept as unmapped until one is imported");
+            let reason = format!("no mapping for product {product}");
+            self.store.put_event(&record(event, EventStatus::Unmapped, Some(reason.clone()), now)).await?;
+            return Ok(Outcome::Unmapped(reason));
         };
         if let Err(e) = event.check_complete() {
             return self.fail(event, &e.to_string()).await;
@@ -254,8 +299,9 @@ impl<S: StateStore> Engine<S> {
 
     async fn run_pending_all(&self, enrollments: &[String]) -> Result<(), ApplyError> {
         let mut first_error = None;
+        let mut users = UserCache::new();
         for doc_id in enrollments {
-            if let Err(e) = self.run_pending(doc_id).await {
+            if let Err(e) = self.run_pending_with(doc_id, &mut users).await {
                 first_error.get_or_insert(e);
             }
         }
@@ -289,9 +335,14 @@ impl<S: StateStore> Engine<S> {
     }
 
     /// Takes a lease on an enrollment's pending actions (so concurrent deliveries do not run
-    /// them twice), runs them in order, and removes each one that succeeded.
-    pub async fn run_pending(&self, doc_id: &str) -> Result<(), ApplyError> {
+    /// them twice), runs them in order, and removes each one that succeeded. `users` carries the
+    /// LMS user ids already known in this run (one lookup per student, not per course).
+    async fn run_pending_with(&self, doc_id: &str, users: &mut UserCache) -> Result<(), ApplyError> {
         let now = self.clock.now();
+        let token = claim_token();
+        let lease = self.lease;
+        let max_attempts = self.max_attempts;
+        let claim_token = token.clone();
         let claimed = self
             .modify_enrollment(doc_id, move |doc| {
                 let free = |p: &PendingAction| p.leased_until.is_none_or(|until| until <= now);
@@ -300,28 +351,57 @@ impl<S: StateStore> Engine<S> {
                 if take == 0 {
                     return (false, if doc.pending.is_empty() { Claim::Nothing } else { Claim::Busy });
                 }
-                for p in doc.pending.iter_mut().take(take) {
-                    p.leased_until = Some(after(now, LEASE));
-                    p.attempts += 1;
+                // An action that keeps failing stops blocking the ones after it: it is moved to
+                // `failed`, where `student show` and the logs tell an operator.
+                let mut exhausted = Vec::new();
+                let mut kept = Vec::new();
+                for (i, mut p) in std::mem::take(&mut doc.pending).into_iter().enumerate() {
+                    if i < take && p.attempts >= max_attempts {
+                        p.leased_until = None;
+                        p.lease = None;
+                        exhausted.push(p);
+                    } else {
+                        if i < take {
+                            p.leased_until = Some(after(now, lease));
+                            p.lease = Some(claim_token.clone());
+                            p.attempts += 1;
+                        }
+                        kept.push(p);
+                    }
                 }
-                let claimed = doc.pending[..take].to_vec();
+                doc.pending = kept;
+                doc.failed.extend(exhausted.iter().cloned());
+                let claimed: Vec<PendingAction> =
+                    doc.pending.iter().filter(|p| p.lease.as_deref() == Some(&claim_token)).cloned().collect();
                 doc.touch(now);
-                (true, Claim::Got(Box::new(doc.clone()), claimed))
+                (true, Claim::Got(Box::new(doc.clone()), claimed, exhausted))
             })
             .await?
             .unwrap_or(Claim::Nothing);
         let (doc, claimed) = match claimed {
             Claim::Nothing => return Ok(()),
             Claim::Busy => return Err(ApplyError::Busy(doc_id.to_owned())),
-            Claim::Got(doc, claimed) => (doc, claimed),
+            Claim::Got(doc, claimed, exhausted) => {
+                for p in &exhausted {
+                    tracing::error!(student = %doc.student_key, course = %doc.course_id, action = ?p.action, attempts = p.attempts, last_error = p.last_error.as_deref().unwrap_or(""), "LMS action given up after too many attempts; moved to failed");
+                }
+                (doc, claimed)
+            }
         };
 
+        // Every call ends before the lease does, so no late call can land after another
+        // runner took the actions over.
+        let deadline = tokio::time::Instant::now() + lease.saturating_sub(LEASE_MARGIN.min(lease / 2));
         let mut done = Vec::new();
         let mut failed_for_good = Vec::new();
         let mut outcome = Ok(());
-        let mut user: Option<LmsUserId> = None;
         for pending in &claimed {
-            match self.run_action(&doc, &pending.action, &mut user).await {
+            let result = tokio::time::timeout_at(deadline, self.run_action(&doc, &pending.action, users))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(LmsError::Transient { message: "the LMS call outlasted the lease".into(), retry_after: None })
+                });
+            match result {
                 Ok(()) => done.push(pending.id.clone()),
                 Err(LmsError::Permanent(reason)) => {
                     tracing::error!(student = %doc.student_key, course = %doc.course_id, error = %reason, "LMS action failed for good");
@@ -334,26 +414,39 @@ impl<S: StateStore> Engine<S> {
                 }
             }
         }
-        self.finish(doc_id, &done, &failed_for_good, outcome.as_ref().err().map(ToString::to_string)).await?;
+        self.finish(doc_id, &token, &done, &failed_for_good, outcome.as_ref().err().map(ToString::to_string)).await?;
         if outcome.is_ok() && self.deactivate_idle_users {
             self.deactivate_if_idle(&doc).await?;
         }
         outcome
     }
 
-    /// Removes finished actions and releases the lease on the rest.
+    /// Runs one enrollment's pending actions (see `run_pending_with`).
+    pub async fn run_pending(&self, doc_id: &str) -> Result<(), ApplyError> {
+        self.run_pending_with(doc_id, &mut UserCache::new()).await
+    }
+
+    /// Removes this claim's finished actions and releases the rest of this claim; actions
+    /// another runner claimed since are left as they are.
     async fn finish(
         &self,
         doc_id: &str,
+        token: &str,
         done: &[String],
         failed: &[(String, String)],
         error: Option<String>,
     ) -> Result<(), ApplyError> {
         let now = self.clock.now();
-        let (done, failed) = (done.to_vec(), failed.to_vec());
+        let (token, done, failed) = (token.to_owned(), done.to_vec(), failed.to_vec());
         self.modify_enrollment(doc_id, move |doc| {
             let mut kept = Vec::new();
             for mut p in std::mem::take(&mut doc.pending) {
+                if p.lease.as_deref() != Some(token.as_str()) {
+                    kept.push(p);
+                    continue;
+                }
+                p.leased_until = None;
+                p.lease = None;
                 if done.contains(&p.id) {
                     continue;
                 }
@@ -362,10 +455,7 @@ impl<S: StateStore> Engine<S> {
                     doc.failed.push(p);
                     continue;
                 }
-                if p.leased_until.is_some_and(|until| until > now) {
-                    p.leased_until = None;
-                    p.last_error = error.clone().or(p.last_error);
-                }
+                p.last_error = error.clone().or(p.last_error);
                 kept.push(p);
             }
             doc.pending = kept;
@@ -403,38 +493,37 @@ impl<S: StateStore> Engine<S> {
     }
 
     /// The LMS user id: from this run, from the student record, or by ensuring the user.
-    async fn user_id(&self, doc: &EnrollmentDoc, cached: &mut Option<LmsUserId>) -> Result<LmsUserId, LmsError> {
-        if let Some(user) = cached {
+    async fn user_id(&self, key: &str, users: &mut UserCache) -> Result<LmsUserId, LmsError> {
+        if let Some(user) = users.get(key) {
             return Ok(user.clone());
         }
-        let (_, known) = self.lms_student(&doc.student_key).await.map_err(to_lms_error)?;
+        let (_, known) = self.lms_student(key).await.map_err(to_lms_error)?;
         let user = match known {
             Some(user) => user,
-            None => self.ensure_user(&doc.student_key).await?,
+            None => self.ensure_user(key).await?,
         };
-        *cached = Some(user.clone());
+        users.insert(key.to_owned(), user.clone());
         Ok(user)
     }
 
-    async fn run_action(
-        &self,
-        doc: &EnrollmentDoc,
-        action: &LmsAction,
-        user: &mut Option<LmsUserId>,
-    ) -> Result<(), LmsError> {
+    async fn run_action(&self, doc: &EnrollmentDoc, action: &LmsAction, users: &mut UserCache) -> Result<(), LmsError> {
+        let key = doc.student_key.as_str();
         match action {
+            // Ensured once per run: an event giving several courses looks the user up once.
+            LmsAction::EnsureUser if users.contains_key(key) => Ok(()),
             LmsAction::EnsureUser => {
-                *user = Some(self.ensure_user(&doc.student_key).await?);
+                let user = self.ensure_user(key).await?;
+                users.insert(key.to_owned(), user);
                 Ok(())
             }
             LmsAction::Enroll { course } => {
-                let id = self.user_id(doc, user).await?;
+                let id = self.user_id(key, users).await?;
                 self.lms.enroll(&id, course).await?;
                 tracing::info!(student = %doc.student_key, course = %course, "enrolled");
                 Ok(())
             }
             LmsAction::Unenroll { course } => {
-                let id = self.user_id(doc, user).await?;
+                let id = self.user_id(key, users).await?;
                 self.lms.unenroll(&id, course).await?;
                 tracing::info!(student = %doc.student_key, course = %course, "unenrolled");
                 Ok(())
@@ -459,38 +548,110 @@ impl<S: StateStore> Engine<S> {
         Ok(())
     }
 
-    /// Ends access whose time is up and retries actions left pending; returns (ended, retried).
-    pub async fn sweep(&self) -> Result<(usize, usize), ApplyError> {
+    /// Ends access whose time is up, then retries actions left pending, oldest first. One
+    /// enrollment's failure never stops the others: it is counted, logged, and retried by the
+    /// next sweep (until its attempts cap moves it to `failed`). Stops at the time budget.
+    pub async fn sweep(&self) -> Result<SweepReport, ApplyError> {
+        let started = tokio::time::Instant::now();
+        let over_budget = || started.elapsed() >= self.sweep_budget;
         let now = self.clock.now();
-        let mut ended = 0;
-        for doc in self.store.expired_enrollments(now).await? {
-            let doc_id = enrollment_doc_id(&doc.student_key, &doc.course_id);
-            let changed = self
-                .modify_enrollment(&doc_id, move |doc| {
-                    let Ok(course) = CourseId::parse(&doc.course_id) else { return (false, false) };
-                    let decision = doc.state.refresh(&course, now);
-                    if !decision.changed {
-                        return (false, false);
-                    }
-                    doc.apply(decision, &format!("sweep:{}", now.unix_millis()), now);
-                    (true, true)
-                })
-                .await?
-                .unwrap_or(false);
-            if changed {
-                ended += 1;
-                tracing::info!(student = %doc.student_key, course = %doc.course_id, "access ended by the sweep");
+        let mut report = SweepReport { complete: true, ..SweepReport::default() };
+        let mut users = UserCache::new();
+
+        // Expiry is committed before any LMS call, so an ended enrollment leaves this query.
+        let mut seen = std::collections::HashSet::new();
+        let mut from = None;
+        'expiry: loop {
+            let page = self.store.expired_enrollments(now, from, SWEEP_PAGE).await?;
+            let fresh: Vec<_> = page.iter().filter(|d| !seen.contains(&doc_key(d))).cloned().collect();
+            if fresh.is_empty() {
+                break;
             }
-            skip_busy(self.run_pending(&doc_id).await)?;
+            for doc in fresh {
+                if over_budget() {
+                    report.complete = false;
+                    break 'expiry;
+                }
+                seen.insert(doc_key(&doc));
+                from = doc.access_until;
+                match self.end_if_due(&doc, now).await {
+                    Ok(ended) => report.ended += usize::from(ended),
+                    Err(e) => report.failure(&doc, &e.into()),
+                }
+                if let Err(e) = skip_busy(self.run_pending_with(&doc_key(&doc), &mut users).await) {
+                    report.failure(&doc, &e);
+                }
+            }
         }
-        let mut retried = 0;
+
         let cutoff = Timestamp::from_unix_millis(now.unix_millis() - STALE_PENDING.as_millis() as i64).unwrap_or(now);
-        for doc in self.store.stale_pending(cutoff).await? {
-            retried += 1;
-            skip_busy(self.run_pending(&enrollment_doc_id(&doc.student_key, &doc.course_id)).await)?;
+        let mut from = None;
+        'retry: loop {
+            let page = self.store.stale_pending(cutoff, from, SWEEP_PAGE).await?;
+            let fresh: Vec<_> = page.iter().filter(|d| !seen.contains(&doc_key(d))).cloned().collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for doc in fresh {
+                if over_budget() {
+                    report.complete = false;
+                    break 'retry;
+                }
+                seen.insert(doc_key(&doc));
+                from = doc.pending_since;
+                report.retried += 1;
+                if let Err(e) = skip_busy(self.run_pending_with(&doc_key(&doc), &mut users).await) {
+                    report.failure(&doc, &e);
+                }
+            }
         }
-        Ok((ended, retried))
+        Ok(report)
     }
+
+    /// Ends one enrollment's access if its time is up, and queues its unenroll.
+    async fn end_if_due(&self, doc: &EnrollmentDoc, now: Timestamp) -> Result<bool, StoreError> {
+        let doc_id = doc_key(doc);
+        let ended = self
+            .modify_enrollment(&doc_id, move |doc| {
+                let Ok(course) = CourseId::parse(&doc.course_id) else { return (false, false) };
+                let decision = doc.state.refresh(&course, now);
+                if !decision.changed {
+                    return (false, false);
+                }
+                doc.apply(decision, &format!("sweep:{}", now.unix_millis()), now);
+                (true, true)
+            })
+            .await?
+            .unwrap_or(false);
+        if ended {
+            tracing::info!(student = %doc.student_key, course = %doc.course_id, "access ended by the sweep");
+        }
+        Ok(ended)
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct SweepReport {
+    /// Enrollments whose access it ended.
+    pub ended: usize,
+    /// Enrollments whose pending actions it retried.
+    pub retried: usize,
+    /// Enrollments it could not finish (logged; the next sweep tries again).
+    pub errors: usize,
+    /// False when the time budget ran out first: the next sweep goes on.
+    pub complete: bool,
+}
+
+impl SweepReport {
+    fn failure(&mut self, doc: &EnrollmentDoc, error: &ApplyError) {
+        self.errors += 1;
+        tracing::warn!(student = %doc.student_key, course = %doc.course_id, error = %error, "sweep: enrollment not finished; next sweep retries");
+    }
+}
+
+fn doc_key(doc: &EnrollmentDoc) -> String {
+    enrollment_doc_id(&doc.student_key, &doc.course_id)
 }
 
 /// The sweep leaves enrollments another runner holds to that runner.

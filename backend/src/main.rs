@@ -31,6 +31,7 @@ fn simulate(args: &SimulateArgs) -> Result<simulate::Report, CommandError> {
     let at = args.at.iter().map(|t| simulate::parse_at(t)).collect::<Result<Vec<_>, _>>()?;
     let request = simulate::Request { mappings, at, timeline: args.timeline, source: args.source.clone() };
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .map_err(|e| CommandError::Failed(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
     runtime.block_on(simulate::run(&request, std::io::stdin().lock()))
@@ -66,12 +67,21 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Normalize(_) | Command::Simulate(_) => Ok(String::new()),
             Command::Serve(args) => service::serve(args).await.map(|()| String::new()).map_err(CommandError::Failed),
-            Command::Mappings { command, store } => commands::mappings(&command, &store).await,
+            Command::Mappings { command, service } => commands::mappings(&command, &service).await,
             Command::Sweep(args) => commands::sweep(&args).await,
             Command::Student { command: StudentCommand::Show { email }, store } => {
                 commands::student_show(&email, &store).await
             }
-            Command::Replay { service, .. } => commands::replay_quarantined(&service).await,
+            Command::Replay { service, quarantined, unmapped } => {
+                let mut out = String::new();
+                if quarantined {
+                    out.push_str(&commands::replay_quarantined(&service).await?);
+                }
+                if unmapped {
+                    out.push_str(&commands::replay_unmapped(&service).await?);
+                }
+                Ok(out)
+            }
             Command::Pubsub { command: PubsubCommand::Setup(args) } => {
                 pubsub_setup::setup(&args).await.map_err(CommandError::Failed)
             }

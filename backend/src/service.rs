@@ -50,10 +50,8 @@ pub fn lms(args: &LmsArgs) -> anyhow::Result<Arc<dyn Lms>> {
 pub async fn engine(args: &ServiceArgs) -> anyhow::Result<Engine> {
     let lms = lms(&args.lms)?;
     Ok(Engine {
-        store: store(&args.store).await?,
-        lms,
-        clock: Arc::new(SystemClock),
         deactivate_idle_users: args.lms.deactivate_idle_users,
+        ..Engine::new(store(&args.store).await?, lms, Arc::new(SystemClock))
     })
 }
 

@@ -177,6 +177,7 @@ fn status(outcome: &Outcome) -> &'static str {
         Outcome::Applied => "applied",
         Outcome::Duplicate => "duplicate",
         Outcome::Ignored(_) => "ignored",
+        Outcome::Unmapped(_) => "unmapped",
         Outcome::Quarantined => "quarantined",
         Outcome::Failed(_) => "failed",
     }
@@ -205,12 +206,7 @@ pub async fn run(request: &Request, input: impl BufRead) -> Result<Report, Comma
     let clock = Arc::new(ManualClock::new(Timestamp::epoch()));
     let lms = Arc::new(RecordingLms::default());
     let store = MemoryStore::default();
-    let engine = Engine {
-        store,
-        lms: Arc::clone(&lms) as Arc<dyn Lms>,
-        clock: Arc::clone(&clock) as Arc<dyn Clock>,
-        deactivate_idle_users: false,
-    };
+    let engine = Engine::new(store, Arc::clone(&lms) as Arc<dyn Lms>, Arc::clone(&clock) as Arc<dyn Clock>);
     for mapping in &mappings {
         engine.store.put_mapping(mapping, clock.now()).await?;
     }

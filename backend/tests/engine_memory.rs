@@ -76,7 +76,7 @@ async fn a_purchase_enrolls_once_and_its_redelivery_does_nothing() {
     }
     let lms = Arc::new(RecordingLms::default());
     let clock = Arc::new(ManualClock::new(received_at));
-    let engine = Engine { store, lms: lms.clone(), clock: clock.clone(), deactivate_idle_users: false };
+    let engine = Engine::new(store, lms.clone(), clock.clone());
 
     assert_eq!(engine.apply(&event).await.unwrap(), Outcome::Applied);
     let calls = lms.take();
@@ -95,6 +95,190 @@ async fn a_purchase_enrolls_once_and_its_redelivery_does_nothing() {
     clock.advance(std::time::Duration::from_secs(60));
     assert_eq!(engine.apply(&event).await.unwrap(), Outcome::Duplicate);
     assert_eq!(lms.take(), Vec::<String>::new());
-    assert_eq!(engine.sweep().await.unwrap(), (0, 0));
+    let report = engine.sweep().await.unwrap();
+    assert_eq!((report.ended, report.retried, report.errors, report.complete), (0, 0, 0, true));
     assert_eq!(lms.take(), Vec::<String>::new());
+}
+
+/// An LMS whose calls can be held until the test answers them, and that refuses one user.
+#[derive(Default)]
+struct ScriptedLms {
+    /// Calls for this user id fail (transiently) every time.
+    refuse: Mutex<Option<String>>,
+    /// When set, each enroll/unenroll waits here for the test's answer.
+    hold: Mutex<bool>,
+    held: Mutex<Vec<tokio::sync::oneshot::Sender<Result<(), LmsError>>>>,
+    done: Mutex<Vec<String>>,
+}
+
+impl ScriptedLms {
+    async fn call(&self, what: String, user: &LmsUserId) -> Result<(), LmsError> {
+        if self.refuse.lock().unwrap().as_deref() == Some(user.0.as_str()) {
+            return Err(LmsError::Transient { message: "this user always fails".into(), retry_after: None });
+        }
+        if *self.hold.lock().unwrap() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.held.lock().unwrap().push(tx);
+            rx.await.unwrap_or(Err(LmsError::Transient { message: "dropped".into(), retry_after: None }))?;
+        }
+        self.done.lock().unwrap().push(what);
+        Ok(())
+    }
+
+    /// Waits until `n` calls are held.
+    async fn held(&self, n: usize) {
+        for _ in 0..500 {
+            if self.held.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("{n} held calls expected");
+    }
+
+    fn answer(&self, index: usize, result: Result<(), LmsError>) {
+        let tx = self.held.lock().unwrap().remove(index);
+        tx.send(result).ok();
+    }
+}
+
+#[async_trait]
+impl Lms for ScriptedLms {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    async fn ensure_user(&self, student: &LmsStudent) -> Result<LmsUserId, LmsError> {
+        Ok(LmsUserId(format!("user-{}", student.email)))
+    }
+    async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError> {
+        self.call(format!("enroll {} {course}", user.0), user).await
+    }
+    async fn unenroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError> {
+        self.call(format!("unenroll {} {course}", user.0), user).await
+    }
+    async fn set_active(&self, _user: &LmsUserId, _active: bool) -> Result<(), LmsError> {
+        Ok(())
+    }
+}
+
+const FIXED_TERM: &str = r#"
+[[product]]
+source = "hotmart"
+product_id = "4774440"
+courses = ["103"]
+policy = { type = "fixed_days", days = 1 }
+"#;
+
+/// A one-day purchase of course 103 by `email`, approved at `at`.
+fn fixed_term_purchase(email: &str, at: Timestamp) -> lms_bridge_shared::Event {
+    let mut raw: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/hotmart/purchase_approved.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    raw["id"] = format!("buy-{email}").into();
+    raw["creation_date"] = at.unix_millis().into();
+    raw["data"]["buyer"]["email"] = email.into();
+    raw["data"]["product"]["id"] = 4774440.into();
+    raw["data"]["purchase"]["transaction"] = format!("HP-{email}").into();
+    raw["data"]["purchase"]["approved_date"] = at.unix_millis().into();
+    hotmart::normalize(raw.to_string().as_bytes(), at).unwrap()
+}
+
+async fn scripted_engine(start: Timestamp) -> (Arc<Engine<MemoryStore>>, Arc<ScriptedLms>, Arc<ManualClock>) {
+    let store = MemoryStore::new();
+    for mapping in parse_mappings(FIXED_TERM).unwrap() {
+        store.put_mapping(&mapping, start).await.unwrap();
+    }
+    let lms = Arc::new(ScriptedLms::default());
+    let clock = Arc::new(ManualClock::new(start));
+    (Arc::new(Engine::new(store, lms.clone(), clock.clone())), lms, clock)
+}
+
+#[tokio::test]
+async fn one_enrollment_that_always_fails_does_not_stop_the_sweep_and_is_given_up_after_its_attempts() {
+    let t0 = Timestamp::from_unix_millis(1_767_225_600_000).unwrap();
+    let (engine, lms, clock) = scripted_engine(t0).await;
+    // The poison ends first, so a sweep that stops at its first error would end nothing else.
+    let poison = "poison@example.com";
+    engine.apply(&fixed_term_purchase(poison, t0)).await.unwrap();
+    for i in 0..49 {
+        let at = Timestamp::from_unix_millis(t0.unix_millis() + 60_000 + i).unwrap();
+        clock.set(at);
+        engine.apply(&fixed_term_purchase(&format!("s{i}@example.com"), at)).await.unwrap();
+    }
+    *lms.refuse.lock().unwrap() = Some(format!("user-{poison}"));
+    lms.done.lock().unwrap().clear();
+
+    clock.advance(std::time::Duration::from_secs(2 * 86_400));
+    let report = engine.sweep().await.unwrap();
+    assert_eq!((report.ended, report.errors, report.complete), (50, 1, true), "{report:?}");
+    let unenrolled = lms.done.lock().unwrap().iter().filter(|c| c.starts_with("unenroll ")).count();
+    assert_eq!(unenrolled, 49, "every other student unenrolled in the same sweep");
+
+    // Retried by each later sweep until the attempts cap, then moved to `failed` for good.
+    let key = lms_bridge_shared::Email::parse(poison).unwrap().student_key().to_string();
+    for _ in 0..engine.max_attempts {
+        clock.advance(std::time::Duration::from_secs(600));
+        engine.sweep().await.unwrap();
+    }
+    let doc = engine.store.enrollments_of(&key).await.unwrap().remove(0);
+    assert!(doc.pending.is_empty(), "{:?}", doc.pending);
+    assert_eq!(doc.failed.len(), 1, "given up: {:?}", doc.failed);
+    assert_eq!(doc.failed[0].last_error.as_deref(), Some("LMS unavailable: this user always fails"));
+    clock.advance(std::time::Duration::from_secs(600));
+    assert_eq!(engine.sweep().await.unwrap().errors, 0, "a given-up action is not retried");
+}
+
+#[tokio::test]
+async fn a_runner_whose_lease_ran_out_never_releases_the_claim_of_the_runner_that_took_over() {
+    let t0 = Timestamp::from_unix_millis(1_767_225_600_000).unwrap();
+    let (engine, lms, clock) = scripted_engine(t0).await;
+    *lms.hold.lock().unwrap() = true;
+    let event = fixed_term_purchase("ana@example.com", t0);
+    let key = event.student_key().unwrap().to_string();
+    let doc_id = format!("{key}__103");
+
+    // Runner A (the first delivery) holds the enroll call past its lease on the engine's clock.
+    let a = tokio::spawn({
+        let (engine, event) = (engine.clone(), event.clone());
+        async move { engine.apply(&event).await }
+    });
+    lms.held(1).await;
+    clock.advance(engine.lease + std::time::Duration::from_secs(1));
+    // Runner B (a redelivery) takes the actions over and is held too.
+    let b = tokio::spawn({
+        let (engine, doc_id) = (engine.clone(), doc_id.clone());
+        async move { engine.run_pending(&doc_id).await }
+    });
+    lms.held(2).await;
+    // A's call fails; A finishes its own claim only.
+    lms.answer(0, Err(LmsError::Transient { message: "slow LMS".into(), retry_after: None }));
+    assert!(a.await.unwrap().is_err());
+    // B still holds the actions: a third runner must not run them beside B.
+    let c = engine.run_pending(&doc_id).await;
+    assert!(matches!(c, Err(lms_bridge_backend::engine::ApplyError::Busy(_))), "{c:?}");
+    lms.answer(0, Ok(()));
+    b.await.unwrap().unwrap();
+    assert_eq!(lms.done.lock().unwrap().clone(), vec![format!("enroll user-ana@example.com 103")]);
+    let doc = engine.store.enrollments_of(&key).await.unwrap().remove(0);
+    assert!(doc.pending.is_empty(), "{:?}", doc.pending);
+}
+
+#[tokio::test]
+async fn an_lms_call_that_outlasts_the_lease_is_abandoned_and_left_for_the_next_runner() {
+    let t0 = Timestamp::from_unix_millis(1_767_225_600_000).unwrap();
+    let (engine, lms, _clock) = scripted_engine(t0).await;
+    let mut engine = Arc::try_unwrap(engine).ok().unwrap();
+    engine.lease = std::time::Duration::from_secs(2);
+    *lms.hold.lock().unwrap() = true;
+    let event = fixed_term_purchase("ana@example.com", t0);
+    let started = std::time::Instant::now();
+    let result = engine.apply(&event).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "stopped before the lease ended");
+    assert!(result.is_err(), "{result:?}");
+    let key = event.student_key().unwrap().to_string();
+    let doc = engine.store.enrollments_of(&key).await.unwrap().remove(0);
+    assert_eq!(doc.pending.len(), 1, "left pending for the next runner");
+    assert!(doc.pending[0].lease.is_none() && doc.pending[0].leased_until.is_none(), "{:?}", doc.pending);
 }

@@ -625,13 +625,13 @@ fn information_events_change_no_access() {
 }
 
 #[test]
-fn an_event_for_a_product_without_mapping_is_recorded_as_ignored() {
+fn an_event_for_a_product_without_mapping_is_kept_as_unmapped() {
     let answer = sim_timeline(
         &lifetime(""),
         &[one_off("PURCHASE_APPROVED", "HP7", Some(A0), A0 + LAG).product("999")],
         &[day(1)],
     );
-    assert_eq!(answer.line(1)["status"], "ignored");
+    assert_eq!(answer.line(1)["status"], "unmapped");
     assert!(actions(answer.line(1)).is_empty());
     assert!(answer.active_at(day(1)).is_empty());
 }

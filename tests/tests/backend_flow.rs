@@ -320,7 +320,7 @@ fn poison_unmapped_and_unparsed_messages_are_acked_and_recorded() {
     assert_eq!((status, body["status"].as_str()), (200, Some("failed")), "{body}");
     // Product 0: Hotmart's test button.
     let test_button = purchase("purchase_approved", "t0", 0, "HP0");
-    assert_eq!(w.push_ok(&test_button)["status"], "ignored");
+    assert_eq!(w.push_ok(&test_button)["status"], "unmapped");
     // Unparsed: quarantined with its raw body, then replayed once the body normalizes.
     let body = String::from_utf8(fixture("hotmart/purchase_approved.json")).unwrap().replace("4774438", "6000");
     let source = hotmart::Hotmart::new([String::from("x")]);
@@ -335,6 +335,32 @@ fn poison_unmapped_and_unparsed_messages_are_acked_and_recorded() {
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(report.contains("\"result\":\"applied\""), "{report}");
     assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+}
+
+#[test]
+fn a_purchase_made_before_its_product_was_mapped_is_applied_when_the_mapping_is_imported() {
+    let (firestore, _) = shared();
+    let w = world("unmapped");
+    let early = purchase("purchase_approved", "early", 8000, "HP90");
+    assert_eq!(w.push_ok(&early)["status"], "unmapped");
+    // Kept whole, without an expiry: nothing is lost while the operator catches up.
+    let doc = firestore.document(&w.backend.project, "events/hotmart:early");
+    assert_eq!(doc["fields"]["status"]["stringValue"], "unmapped", "{doc}");
+    assert!(doc["fields"]["event_json"]["stringValue"].is_string(), "{doc}");
+    assert!(doc["fields"]["expire_at"].get("timestampValue").is_none(), "{doc}");
+    // A redelivery before the import changes nothing and loses nothing.
+    assert_eq!(w.push_ok(&early)["status"], "duplicate");
+    assert!(w.sandbox.courses_of(ANA).is_empty());
+
+    w.backend.import_mappings(
+        "[[product]]\nsource = \"hotmart\"\nproduct_id = \"8000\"\ncourses = [\"104\"]\npolicy = { type = \"lifetime\" }\n",
+    );
+    assert_eq!(w.sandbox.courses_of(ANA), ["104"], "applied by the import");
+    let doc = firestore.document(&w.backend.project, "events/hotmart:early");
+    assert_eq!(doc["fields"]["status"]["stringValue"], "applied", "{doc}");
+    // Applied once: a later redelivery is a duplicate.
+    assert_eq!(w.push_ok(&early)["status"], "duplicate");
+    assert_eq!(w.sandbox.count("addusertocourse"), 1);
 }
 
 #[test]

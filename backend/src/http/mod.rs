@@ -130,6 +130,7 @@ async fn push<S: StateStore>(
                 Outcome::Applied => ("applied", None),
                 Outcome::Duplicate => ("duplicate", None),
                 Outcome::Ignored(r) => ("ignored", Some(r.clone())),
+                Outcome::Unmapped(r) => ("unmapped", Some(r.clone())),
                 Outcome::Quarantined => ("quarantined", None),
                 Outcome::Failed(r) => ("failed", Some(r.clone())),
             };
@@ -149,9 +150,15 @@ async fn sweep<S: StateStore>(
 ) -> Result<Json<Value>, ApiError> {
     authenticate(&state, &headers).await?;
     match state.engine.sweep().await {
-        Ok((ended, retried)) => {
-            tracing::info!(ended, retried, "sweep done");
-            Ok(Json(json!({ "ended": ended, "retried": retried })))
+        Ok(report) => {
+            tracing::info!(
+                ended = report.ended,
+                retried = report.retried,
+                errors = report.errors,
+                complete = report.complete,
+                "sweep done"
+            );
+            Ok(Json(json!(report)))
         }
         Err(e) => {
             tracing::warn!(error = %e, "sweep incomplete");

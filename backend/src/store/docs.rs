@@ -18,6 +18,9 @@ pub enum EventStatus {
     Failed,
     /// Authenticated but unparsed; kept with its raw body for `replay --quarantined`.
     Quarantined,
+    /// For a product with no mapping yet; kept whole and applied when the mapping is imported
+    /// (or by `replay --unmapped`).
+    Unmapped,
 }
 
 impl EventStatus {
@@ -28,6 +31,7 @@ impl EventStatus {
             EventStatus::Ignored => "ignored",
             EventStatus::Failed => "failed",
             EventStatus::Quarantined => "quarantined",
+            EventStatus::Unmapped => "unmapped",
         }
     }
 }
@@ -56,8 +60,9 @@ pub struct EventDoc {
     pub received_at: Timestamp,
     /// When the backend recorded it.
     pub processed_at: Timestamp,
-    /// TTL policy field: Firestore deletes the record after this.
-    pub expire_at: Timestamp,
+    /// TTL policy field: Firestore deletes the record after this. None for what still needs
+    /// an operator (failed, quarantined, unmapped): those never expire unseen.
+    pub expire_at: Option<Timestamp>,
     /// The event JSON, kept for quarantined and failed events (replay).
     pub event_json: Option<String>,
 }
@@ -105,6 +110,9 @@ pub struct PendingAction {
     pub created_at: Timestamp,
     /// A runner holds it until then; others leave it alone.
     pub leased_until: Option<Timestamp>,
+    /// The claim of the runner that holds it: a runner finishes only its own claims.
+    #[serde(default)]
+    pub lease: Option<String>,
     /// Attempts so far.
     #[serde(default)]
     pub attempts: u32,
@@ -172,6 +180,7 @@ impl EnrollmentDoc {
                 action,
                 created_at: now,
                 leased_until: None,
+                lease: None,
                 attempts: 0,
                 last_error: None,
             });

@@ -4,7 +4,7 @@
 use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, ProductDoc, StudentDoc};
 use super::{event_doc_id, product_doc_id, StateStore, StoreError, Tx};
 use ::firestore::errors::BackoffError;
-use ::firestore::{FirestoreDb, FirestoreTransaction};
+use ::firestore::{FirestoreDb, FirestoreQueryCursor, FirestoreTransaction, FirestoreValue};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
@@ -26,6 +26,8 @@ pub const PRODUCTS: &str = "products";
 
 /// How long a mapping read is reused by the server.
 const MAPPING_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long "no mapping" is reused.
+const MISSING_MAPPING_CACHE_TTL: Duration = Duration::from_secs(3);
 
 /// The Firestore database, with a short cache of product mappings.
 pub struct FirestoreStore {
@@ -128,7 +130,9 @@ impl StateStore for FirestoreStore {
         let id = product_doc_id(source, product);
         if let Ok(cache) = self.mappings.lock() {
             if let Some((at, mapping)) = cache.get(&id) {
-                if at.elapsed() < MAPPING_CACHE_TTL {
+                // A miss is kept only briefly: a mapping imported now must apply within seconds.
+                let ttl = if mapping.is_some() { MAPPING_CACHE_TTL } else { MISSING_MAPPING_CACHE_TTL };
+                if at.elapsed() < ttl {
                     return Ok(mapping.clone());
                 }
             }
@@ -211,30 +215,46 @@ impl StateStore for FirestoreStore {
         Ok(docs)
     }
 
-    async fn expired_enrollments(&self, now: Timestamp) -> Result<Vec<EnrollmentDoc>, StoreError> {
+    async fn expired_enrollments(
+        &self,
+        now: Timestamp,
+        from: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError> {
         // Composite index `access` + `access_until`, see deploy/firestore.indexes.json.
-        let stream = self
+        let mut query = self
             .db
             .fluent()
             .select()
             .from(ENROLLMENTS)
             .filter(|q| q.for_all([q.field("access").eq("active"), q.field("access_until").less_than_or_equal(now)]))
-            .obj::<EnrollmentDoc>()
-            .stream_query_with_errors()
-            .await?;
+            .order(|o| o.fields([o.field("access_until").ascending()]))
+            .limit(limit);
+        if let Some(from) = from {
+            query = query.start_at(FirestoreQueryCursor::BeforeValue(vec![Into::<FirestoreValue>::into(from)]));
+        }
+        let stream = query.obj::<EnrollmentDoc>().stream_query_with_errors().await?;
         Ok(stream.try_collect().await?)
     }
 
-    async fn stale_pending(&self, before: Timestamp) -> Result<Vec<EnrollmentDoc>, StoreError> {
-        let docs = self
+    async fn stale_pending(
+        &self,
+        before: Timestamp,
+        from: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError> {
+        let mut query = self
             .db
             .fluent()
             .select()
             .from(ENROLLMENTS)
             .filter(|q| q.for_all([q.field("pending_since").less_than_or_equal(before)]))
-            .obj()
-            .query()
-            .await?;
-        Ok(docs)
+            .order(|o| o.fields([o.field("pending_since").ascending()]))
+            .limit(limit);
+        if let Some(from) = from {
+            query = query.start_at(FirestoreQueryCursor::BeforeValue(vec![Into::<FirestoreValue>::into(from)]));
+        }
+        let stream = query.obj::<EnrollmentDoc>().stream_query_with_errors().await?;
+        Ok(stream.try_collect().await?)
     }
 }

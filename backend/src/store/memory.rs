@@ -148,16 +148,41 @@ impl StateStore for MemoryStore {
         Ok(state.enrollments.values().filter(|e| e.student_key == student_key).cloned().collect())
     }
 
-    async fn expired_enrollments(&self, now: Timestamp) -> Result<Vec<EnrollmentDoc>, StoreError> {
+    async fn expired_enrollments(
+        &self,
+        now: Timestamp,
+        from: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError> {
         let state = self.state.lock().await;
-        let expired = |e: &&EnrollmentDoc| e.access == Access::Active && e.access_until.is_some_and(|t| t <= now);
-        Ok(state.enrollments.values().filter(expired).cloned().collect())
+        let in_range = |t: Timestamp| t <= now && from.is_none_or(|f| t >= f);
+        let expired = |e: &&EnrollmentDoc| e.access == Access::Active && e.access_until.is_some_and(in_range);
+        Ok(page(state.enrollments.values().filter(expired), |e| e.access_until, limit))
     }
 
-    async fn stale_pending(&self, before: Timestamp) -> Result<Vec<EnrollmentDoc>, StoreError> {
+    async fn stale_pending(
+        &self,
+        before: Timestamp,
+        from: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError> {
         let state = self.state.lock().await;
-        Ok(state.enrollments.values().filter(|e| e.pending_since.is_some_and(|t| t <= before)).cloned().collect())
+        let in_range = |t: Timestamp| t <= before && from.is_none_or(|f| t >= f);
+        let stale = |e: &&EnrollmentDoc| e.pending_since.is_some_and(in_range);
+        Ok(page(state.enrollments.values().filter(stale), |e| e.pending_since, limit))
     }
+}
+
+/// The first `limit` documents by `key`, as a Firestore query ordered by that field returns.
+fn page<'a>(
+    docs: impl Iterator<Item = &'a EnrollmentDoc>,
+    key: impl Fn(&EnrollmentDoc) -> Option<Timestamp>,
+    limit: u32,
+) -> Vec<EnrollmentDoc> {
+    let mut docs: Vec<EnrollmentDoc> = docs.cloned().collect();
+    docs.sort_by_key(|d| key(d));
+    docs.truncate(limit as usize);
+    docs
 }
 
 #[cfg(test)]
@@ -183,7 +208,7 @@ mod tests {
             occurred_at: at(0),
             received_at: at(0),
             processed_at: at(0),
-            expire_at: at(0),
+            expire_at: Some(at(0)),
             event_json: None,
         }
     }
@@ -272,10 +297,14 @@ mod tests {
         assert_eq!(courses(store.enrollments_of("a").await.unwrap()), ["a/1", "a/2", "a/3"]);
         assert!(store.enrollments_of("c").await.unwrap().is_empty());
         // Inclusive bound; inactive and unbounded access never expire.
-        assert_eq!(courses(store.expired_enrollments(at(100)).await.unwrap()), ["a/1"]);
-        assert_eq!(courses(store.expired_enrollments(at(101)).await.unwrap()), ["a/1", "a/2"]);
-        assert_eq!(courses(store.stale_pending(at(50)).await.unwrap()), ["a/2"]);
-        assert_eq!(courses(store.stale_pending(at(60)).await.unwrap()), ["a/2", "a/3"]);
+        assert_eq!(courses(store.expired_enrollments(at(100), None, 10).await.unwrap()), ["a/1"]);
+        assert_eq!(courses(store.expired_enrollments(at(101), None, 10).await.unwrap()), ["a/1", "a/2"]);
+        assert_eq!(courses(store.stale_pending(at(50), None, 10).await.unwrap()), ["a/2"]);
+        assert_eq!(courses(store.stale_pending(at(60), None, 10).await.unwrap()), ["a/2", "a/3"]);
+        // Pages: ordered by the field, from an inclusive cursor.
+        assert_eq!(courses(store.expired_enrollments(at(101), None, 1).await.unwrap()), ["a/1"]);
+        assert_eq!(courses(store.expired_enrollments(at(101), Some(at(101)), 1).await.unwrap()), ["a/2"]);
+        assert_eq!(courses(store.stale_pending(at(60), Some(at(51)), 10).await.unwrap()), ["a/3"]);
     }
 
     #[tokio::test]

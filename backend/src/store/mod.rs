@@ -88,10 +88,22 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// A student's enrollments.
     async fn enrollments_of(&self, student_key: &str) -> Result<Vec<EnrollmentDoc>, StoreError>;
-    /// Active enrollments whose access ended at or before `now` (the sweep's first query).
-    async fn expired_enrollments(&self, now: Timestamp) -> Result<Vec<EnrollmentDoc>, StoreError>;
-    /// Enrollments whose oldest pending LMS action dates from `before` or earlier.
-    async fn stale_pending(&self, before: Timestamp) -> Result<Vec<EnrollmentDoc>, StoreError>;
+    /// Active enrollments whose access ended at or before `now` (the sweep's first query),
+    /// earliest end first, a page of `limit` starting at `access_until >= from`.
+    async fn expired_enrollments(
+        &self,
+        now: Timestamp,
+        from: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError>;
+    /// Enrollments with actions pending since at or before `before`, oldest first, a page of
+    /// `limit` starting at `pending_since >= from`.
+    async fn stale_pending(
+        &self,
+        before: Timestamp,
+        from: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError>;
 }
 
 /// `events/{id}`: '/' cannot appear in a Firestore document id.
