@@ -482,3 +482,49 @@ fn a_refund_carrying_a_changed_buyer_email_revokes_the_buyers_access() {
         "nothing created or enrolled for {changed}: {calls:?}"
     );
 }
+
+/// Every log line the edge and the backend wrote in this run, as one text.
+fn chain_logs() -> String {
+    let dir = lms_bridge_tests::repo_root().join("target/test-logs");
+    ["wrangler-e2e.log".to_owned(), format!("backend-{PROJECT}.log")]
+        .iter()
+        .map(|name| std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("reading log {name}: {e}")))
+        .collect()
+}
+
+#[test]
+fn no_secret_and_no_email_reaches_the_logs_of_the_edge_or_the_backend_through_faults() {
+    let (_turn, chain) = chain();
+    let email = "Secret.Scan.Person@Example.com";
+    let forged = "forged-hottok-9d1e2c";
+    // A forged token is refused; a body carrying the real hottok and the email that cannot be
+    // normalized is quarantined; the LMS fails, then rate-limits, before it works.
+    let (status, _) = chain.edge.post("/webhooks/hotmart", Some(forged), "application/json", b"{}".to_vec());
+    assert_eq!(status, 401);
+    let unparsed = format!(
+        r#"{{"id":"scan-unparsed","event":"PURCHASE_APPROVED","hottok":"{HOTTOK}","data":{{"buyer":{{"email":"{email}"}}}}}}"#
+    );
+    let (status, _) = chain.edge.hotmart(unparsed.into_bytes());
+    assert_eq!(status, 200);
+    chain.sandbox.faults(json!({ "fail_next": 2, "rate_limit_next": 1, "retry_after_secs": 1 }));
+    send(chain, webhook("purchase_approved", "scan-approved", email, "HPSCAN1"));
+    wait_for(chain, &email.to_lowercase(), &["101"], Duration::from_secs(30));
+    send(chain, webhook("purchase_refunded", "scan-refunded", email, "HPSCAN1"));
+    wait_for(chain, &email.to_lowercase(), &[], Duration::from_secs(30));
+
+    let logs = chain_logs();
+    assert!(logs.lines().count() > 10, "the processes logged: {} lines", logs.lines().count());
+    // The lines about this student are there, under its key.
+    let key = lms_bridge_shared::Email::parse(email).unwrap().student_key().to_string();
+    assert!(logs.contains(&key), "no log line names the student key");
+    let lower = logs.to_lowercase();
+    for secret in [HOTTOK, forged, lms_bridge_tests::backend::LMS_KEY, "secret.scan.person", "ana.souza@example.com"] {
+        let hits: Vec<&str> = logs.lines().filter(|l| l.to_lowercase().contains(&secret.to_lowercase())).collect();
+        assert!(
+            !lower.contains(&secret.to_lowercase()),
+            "{secret:?} in {} log line(s), e.g. {:?}",
+            hits.len(),
+            hits.first()
+        );
+    }
+}
