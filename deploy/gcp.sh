@@ -72,6 +72,7 @@ case "$TALENTLMS_CALLS_PER_SECOND" in '' | *[!0-9]*) die "TALENTLMS_CALLS_PER_SE
 PACE=$((TALENTLMS_CALLS_PER_SECOND / MAX_INSTANCES))
 [ "$PACE" -ge 1 ] ||
   die "$MAX_INSTANCES instances cannot share $TALENTLMS_CALLS_PER_SECOND calls/s (at least 1 each): lower --max-instances"
+[ "$PACE" -le 35 ] || PACE=35 # the backend's own ceiling per process
 
 EDGE_SA="lms-bridge-edge@$PROJECT.iam.gserviceaccount.com"
 PUSH_SA="lms-bridge-push@$PROJECT.iam.gserviceaccount.com"
@@ -154,13 +155,20 @@ g projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$RUN_SA" -
 echo "== secrets: the TalentLMS API key, the push verification token"
 # has_version SECRET: true when the secret has an enabled version (false in a dry run).
 has_version() {
-  ! $DRY_RUN && [ -n "$(gout secrets versions list "$1" --filter=state:ENABLED --limit=1 --format='value(name)' 2>/dev/null)" ]
+  local versions
+  $DRY_RUN && return 1
+  versions=$(gout secrets versions list "$1" --filter=state:ENABLED --limit=1 --format='value(name)') ||
+    die "cannot list the versions of secret $1"
+  [ -n "$versions" ]
 }
 gq secrets describe "$SECRET" || g secrets create "$SECRET" --replication-policy=automatic
 if [ -n "${TALENTLMS_API_KEY:-}" ]; then
   # A new version only when the key changed: re-runs add nothing.
-  if $DRY_RUN || ! has_version "$SECRET" ||
-    [ "$(gout secrets versions access latest --secret="$SECRET")" != "$TALENTLMS_API_KEY" ]; then
+  current=
+  if ! $DRY_RUN && has_version "$SECRET"; then
+    current=$(gout secrets versions access latest --secret="$SECRET")
+  fi
+  if $DRY_RUN || [ "$current" != "$TALENTLMS_API_KEY" ]; then
     if $DRY_RUN; then
       g_stdin 'the TalentLMS API key, from TALENTLMS_API_KEY' secrets versions add "$SECRET" --data-file=-
     else
@@ -306,7 +314,8 @@ if $EDGE_KEY; then
     $WRANGLER secret put GCP_SERVICE_ACCOUNT_KEY <"$KEY_FILE"
     KEY_STORED=true
     rm -f "$KEY_FILE"
-    for old in $(gout iam service-accounts keys list --iam-account="$EDGE_SA" --managed-by=user --format='value(name.basename())'); do
+    keys=$(gout iam service-accounts keys list --iam-account="$EDGE_SA" --managed-by=user --format='value(name.basename())')
+    for old in $keys; do
       [ "$old" = "$NEW_KEY" ] || g iam service-accounts keys delete "$old" --iam-account="$EDGE_SA"
     done
   fi

@@ -290,7 +290,7 @@ pub async fn setup(args: &PubsubSetupArgs) -> anyhow::Result<String> {
     let project = &args.gcp_project;
     let topic = format!("projects/{project}/topics/{}", args.topic);
     let dead_letter = format!("projects/{project}/topics/{}", args.dead_letter_topic);
-    let report = vec![
+    let report = [
         // The events topic keeps messages so a subscription can seek back.
         ensure_topic(&topics, &topic, Some(args.message_retention_seconds)).await?,
         ensure_topic(&topics, &dead_letter, None).await?,
