@@ -1,20 +1,44 @@
 #!/usr/bin/env bash
 # Creates (or brings up to date) the production lms-bridge on GCP: APIs, least-privilege
-# service accounts, Firestore with its indexes and TTL, the LMS secret, the Cloud Run backend,
+# service accounts, Firestore with its indexes and TTL, the secrets, the Cloud Run backend,
 # the Pub/Sub topic + dead-letter topic + push subscription, and the sweep's scheduler job.
-# Idempotent: what exists is left alone or updated. `--dry-run` prints every command and
-# changes nothing.
+# Idempotent: what exists is brought to the settings below. `--dry-run` prints every command
+# (secrets as <secret>) and changes nothing.
 #
 #   PROJECT=my-project REGION=us-central1 TALENTLMS_URL=https://acme.talentlms.com \
-#   TALENTLMS_API_KEY=... deploy/gcp.sh [--dry-run]
+#   TALENTLMS_API_KEY=... deploy/gcp.sh [--dry-run] [--max-instances N] [--edge-key]
 set -euo pipefail
 
+usage() {
+  cat <<'USAGE'
+usage: deploy/gcp.sh [--dry-run] [--max-instances N] [--edge-key]
+  --dry-run          print every command, change nothing
+  --max-instances N  upper bound of Cloud Run instances (default 2); each instance paces
+                     TalentLMS at TALENTLMS_CALLS_PER_SECOND / N calls per second
+  --edge-key         also give the edge a new service-account key: stored as the Worker's
+                     GCP_SERVICE_ACCOUNT_KEY secret (wrangler), then the older keys deleted
+environment: PROJECT (required), TALENTLMS_URL (required), TALENTLMS_API_KEY (first run, or
+to change it), REGION (us-central1), TALENTLMS_CALLS_PER_SECOND (30: lms-bridge's share of the
+portal's 40 calls/s, all instances together), DEACTIVATE_IDLE_USERS (false), PROJECT_NUMBER
+(looked up when absent), SERVICE, TOPIC, DEAD_LETTER_TOPIC, SUBSCRIPTION, IMAGE_TAG
+USAGE
+}
+
+die() { echo "gcp.sh: $*" >&2; exit 1; }
+
 DRY_RUN=false
-for arg in "$@"; do
-  case "$arg" in
+EDGE_KEY=false
+MAX_INSTANCES=${MAX_INSTANCES:-2}
+while [ $# -gt 0 ]; do
+  case "$1" in
     --dry-run) DRY_RUN=true ;;
-    *) echo "gcp.sh: unknown argument $arg (use --dry-run or nothing)" >&2; exit 2 ;;
+    --edge-key) EDGE_KEY=true ;;
+    --max-instances) [ $# -ge 2 ] || { usage >&2; exit 2; }; MAX_INSTANCES=$2; shift ;;
+    --max-instances=*) MAX_INSTANCES=${1#*=} ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "gcp.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
+  shift
 done
 
 : "${PROJECT:?set PROJECT to the GCP project id}"
@@ -25,16 +49,36 @@ TOPIC=${TOPIC:-lms-bridge-events}
 DEAD_LETTER_TOPIC=${DEAD_LETTER_TOPIC:-lms-bridge-dead-letters}
 SUBSCRIPTION=${SUBSCRIPTION:-lms-bridge-push}
 SECRET=${SECRET:-talentlms-api-key}
+TOKEN_SECRET=${TOKEN_SECRET:-push-verification-token}
 SCHEDULE=${SCHEDULE:-*/5 * * * *}
 REPOSITORY=${REPOSITORY:-lms-bridge}
+DEACTIVATE_IDLE_USERS=${DEACTIVATE_IDLE_USERS:-false}
 IMAGE="$REGION-docker.pkg.dev/$PROJECT/$REPOSITORY/lms-bridge:${IMAGE_TAG:-latest}"
 # Pub/Sub waits this long for the push answer: the backend's 45 s budget plus margin.
 ACK_DEADLINE=60
 MAX_DELIVERY_ATTEMPTS=10
+# Messages stay this long on the topic (seek back) and in each subscription.
+RETENTION=7d
+
+# Pacing. TalentLMS allows 200 calls per 5 s per portal (40/s); every Cloud Run instance paces
+# its own calls, so the per-instance pace is lms-bridge's share divided by the instance bound.
+PORTAL_CALLS_PER_SECOND=40
+TALENTLMS_CALLS_PER_SECOND=${TALENTLMS_CALLS_PER_SECOND:-30}
+case "$MAX_INSTANCES" in '' | *[!0-9]*) die "--max-instances must be a positive integer, not '$MAX_INSTANCES'" ;; esac
+case "$TALENTLMS_CALLS_PER_SECOND" in '' | *[!0-9]*) die "TALENTLMS_CALLS_PER_SECOND must be a positive integer" ;; esac
+[ "$MAX_INSTANCES" -ge 1 ] || die "--max-instances must be at least 1"
+[ "$TALENTLMS_CALLS_PER_SECOND" -le "$PORTAL_CALLS_PER_SECOND" ] ||
+  die "TALENTLMS_CALLS_PER_SECOND=$TALENTLMS_CALLS_PER_SECOND is over the portal's $PORTAL_CALLS_PER_SECOND calls/s"
+PACE=$((TALENTLMS_CALLS_PER_SECOND / MAX_INSTANCES))
+[ "$PACE" -ge 1 ] ||
+  die "$MAX_INSTANCES instances cannot share $TALENTLMS_CALLS_PER_SECOND calls/s (at least 1 each): lower --max-instances"
+[ "$PACE" -le 35 ] || PACE=35 # the backend's own ceiling per process
 
 EDGE_SA="lms-bridge-edge@$PROJECT.iam.gserviceaccount.com"
 PUSH_SA="lms-bridge-push@$PROJECT.iam.gserviceaccount.com"
 RUN_SA="lms-bridge-run@$PROJECT.iam.gserviceaccount.com"
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 run() {
   if $DRY_RUN; then
@@ -43,11 +87,48 @@ run() {
     "$@"
   fi
 }
-# exists CMD...: true when the describe command succeeds (always false in a dry run, so the
-# plan shows every create).
-exists() { ! $DRY_RUN && "$@" >/dev/null 2>&1; }
+# exists CMD...: true when the describe command succeeds. A dry run shows what a first run
+# does (every create), or with PLAN_EXISTING=true what a re-run does (every update).
+PLAN_EXISTING=${PLAN_EXISTING:-false}
+case "$PLAN_EXISTING" in true | false) ;; *) die "PLAN_EXISTING must be true or false" ;; esac
+exists() {
+  if $DRY_RUN; then $PLAN_EXISTING; else "$@" >/dev/null 2>&1; fi
+}
 g() { run gcloud --project="$PROJECT" --quiet "$@"; }
 gq() { exists gcloud --project="$PROJECT" --quiet "$@"; }
+# gout ARGS...: a read-only gcloud call whose output the script needs (never in a dry run).
+gout() { gcloud --project="$PROJECT" --quiet "$@"; }
+# g_stdin WHAT ARGS...: gcloud reading a secret on stdin; the plan names it, never shows it.
+g_stdin() {
+  local what=$1
+  shift
+  if $DRY_RUN; then
+    printf '+ gcloud'; printf ' %q' "--project=$PROJECT" --quiet "$@"; printf ' # stdin: %s\n' "$what"
+  else
+    gcloud --project="$PROJECT" --quiet "$@"
+  fi
+}
+
+# The deterministic service URL, https://SERVICE-PROJECT_NUMBER.REGION.run.app, is known
+# before the first deploy, so the service gets its complete settings (PUSH_AUDIENCE included)
+# at once.
+if [ -n "${PROJECT_NUMBER:-}" ]; then
+  NUMBER=$PROJECT_NUMBER
+elif $DRY_RUN; then
+  NUMBER=PROJECT_NUMBER
+else
+  NUMBER=$(gout projects describe "$PROJECT" --format='value(projectNumber)')
+fi
+if [ "$NUMBER" = PROJECT_NUMBER ]; then
+  number_length=12 # the placeholder of a dry run
+else
+  case "$NUMBER" in '' | *[!0-9]*) die "project number '$NUMBER' is not a number" ;; esac
+  number_length=${#NUMBER}
+fi
+# Cloud Run gives the deterministic URL only while SERVICE-NUMBER fits a 63-character label.
+[ $((${#SERVICE} + 1 + number_length)) -le 63 ] || die "SERVICE '$SERVICE' is too long for a deterministic run.app URL"
+URL="https://$SERVICE-$NUMBER.$REGION.run.app"
+PUBSUB_AGENT="service-$NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
 
 echo "== APIs"
 g services enable run.googleapis.com pubsub.googleapis.com firestore.googleapis.com \
@@ -71,75 +152,182 @@ g firestore indexes composite create --collection-group=enrollments --query-scop
 g firestore fields ttls update expire_at --collection-group=events --enable-ttl
 g projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$RUN_SA" --role=roles/datastore.user --condition=None
 
-echo "== TalentLMS API key in Secret Manager"
+echo "== secrets: the TalentLMS API key, the push verification token"
+# has_version SECRET: true when the secret has an enabled version (false in a dry run).
+has_version() {
+  local versions
+  $DRY_RUN && return 1
+  versions=$(gout secrets versions list "$1" --filter=state:ENABLED --limit=1 --format='value(name)') ||
+    die "cannot list the versions of secret $1"
+  [ -n "$versions" ]
+}
 gq secrets describe "$SECRET" || g secrets create "$SECRET" --replication-policy=automatic
 if [ -n "${TALENTLMS_API_KEY:-}" ]; then
-  if $DRY_RUN; then
-    echo "+ printf %s \"\$TALENTLMS_API_KEY\" | gcloud --project=$PROJECT secrets versions add $SECRET --data-file=-"
-  else
-    printf %s "$TALENTLMS_API_KEY" | gcloud --project="$PROJECT" secrets versions add "$SECRET" --data-file=-
+  # A new version only when the key changed: re-runs add nothing.
+  current=
+  if ! $DRY_RUN && has_version "$SECRET"; then
+    current=$(gout secrets versions access latest --secret="$SECRET")
   fi
+  if $DRY_RUN || [ "$current" != "$TALENTLMS_API_KEY" ]; then
+    if $DRY_RUN; then
+      g_stdin 'the TalentLMS API key, from TALENTLMS_API_KEY' secrets versions add "$SECRET" --data-file=-
+    else
+      printf %s "$TALENTLMS_API_KEY" | g_stdin '' secrets versions add "$SECRET" --data-file=-
+    fi
+  fi
+elif ! $DRY_RUN && ! has_version "$SECRET"; then
+  die "secret $SECRET has no version yet: set TALENTLMS_API_KEY"
 fi
-g secrets add-iam-policy-binding "$SECRET" --member="serviceAccount:$RUN_SA" --role=roles/secretmanager.secretAccessor
+# PUSH_VERIFICATION_TOKEN: a second factor beside the OIDC token, carried as ?token= on the
+# push endpoint and the sweep URL. Generated once; rotate by adding a version and re-running.
+gq secrets describe "$TOKEN_SECRET" || g secrets create "$TOKEN_SECRET" --replication-policy=automatic
+if $DRY_RUN; then
+  g_stdin 'a new token, openssl rand -hex 32, only when the secret has no version' \
+    secrets versions add "$TOKEN_SECRET" --data-file=-
+  TOKEN='<secret>'
+else
+  if ! has_version "$TOKEN_SECRET"; then
+    openssl rand -hex 32 | tr -d '\n' | g_stdin '' secrets versions add "$TOKEN_SECRET" --data-file=-
+  fi
+  TOKEN=$(gout secrets versions access latest --secret="$TOKEN_SECRET")
+  [ -n "$TOKEN" ] || die "secret $TOKEN_SECRET is empty"
+fi
+for secret in "$SECRET" "$TOKEN_SECRET"; do
+  g secrets add-iam-policy-binding "$secret" --member="serviceAccount:$RUN_SA" --role=roles/secretmanager.secretAccessor
+done
 
 echo "== backend image and Cloud Run service"
 gq artifacts repositories describe "$REPOSITORY" --location="$REGION" ||
   g artifacts repositories create "$REPOSITORY" --location="$REGION" --repository-format=docker
 g builds submit --config=deploy/cloudbuild.yaml --substitutions="_IMAGE=$IMAGE" .
+# Every setting, every time: --set-env-vars replaces the whole set.
+ENV_VARS="GCP_PROJECT=$PROJECT,PUSH_AUTH=cloud-run,PUSH_AUDIENCE=$URL,PUSH_SERVICE_ACCOUNT=$PUSH_SA"
+ENV_VARS+=",PUBSUB_SUBSCRIPTION=$SUBSCRIPTION,LMS=talentlms,TALENTLMS_URL=$TALENTLMS_URL"
+ENV_VARS+=",TALENTLMS_MAX_CALLS_PER_SECOND=$PACE,DEACTIVATE_IDLE_USERS=$DEACTIVATE_IDLE_USERS"
 g run deploy "$SERVICE" --image="$IMAGE" --region="$REGION" --service-account="$RUN_SA" \
-  --no-allow-unauthenticated --timeout="${ACK_DEADLINE}s" --concurrency=20 --cpu=1 --memory=512Mi \
-  --set-env-vars="GCP_PROJECT=$PROJECT,PUSH_AUTH=cloud-run,PUSH_SERVICE_ACCOUNT=$PUSH_SA,LMS=talentlms,TALENTLMS_URL=$TALENTLMS_URL" \
-  --set-secrets="TALENTLMS_API_KEY=$SECRET:latest"
-if $DRY_RUN; then
-  URL="https://$SERVICE-PROJECTHASH-$REGION.a.run.app"
-else
-  URL=$(gcloud --project="$PROJECT" run services describe "$SERVICE" --region="$REGION" --format='value(status.url)')
+  --no-allow-unauthenticated --invoker-iam-check --timeout="${ACK_DEADLINE}s" --concurrency=20 --cpu=1 --memory=512Mi \
+  --max-instances="$MAX_INSTANCES" \
+  --set-env-vars="$ENV_VARS" \
+  --set-secrets="TALENTLMS_API_KEY=$SECRET:latest,PUSH_VERIFICATION_TOKEN=$TOKEN_SECRET:latest"
+if ! $DRY_RUN; then
+  actual=$(gout run services describe "$SERVICE" --region="$REGION" --format='value(status.url)')
+  [ "$actual" = "$URL" ] ||
+    die "the service's URL is $actual, not $URL: push tokens and PUSH_AUDIENCE would not match"
 fi
-# Tokens must name the service URL as their audience; it is known only after the first deploy.
-g run services update "$SERVICE" --region="$REGION" --update-env-vars="PUSH_AUDIENCE=$URL"
 g run services add-iam-policy-binding "$SERVICE" --region="$REGION" --member="serviceAccount:$PUSH_SA" --role=roles/run.invoker
+# Claims-only token checks (PUSH_AUTH=cloud-run) are sound only while Cloud Run IAM stands in
+# front: a public service would accept forged tokens.
+if $DRY_RUN; then
+  g run services get-iam-policy "$SERVICE" --region="$REGION" --flatten=bindings[].members --format='value(bindings.members)'
+else
+  members=$(gout run services get-iam-policy "$SERVICE" --region="$REGION" --flatten='bindings[].members' --format='value(bindings.members)')
+  if printf '%s\n' "$members" | grep -qxE 'allUsers|allAuthenticatedUsers'; then
+    echo "gcp.sh: DANGER: Cloud Run service $SERVICE is public: its IAM policy grants allUsers or allAuthenticatedUsers." >&2
+    echo "gcp.sh: remove that binding (gcloud run services remove-iam-policy-binding $SERVICE --region=$REGION --member=allUsers --role=roles/run.invoker) and run again." >&2
+    exit 1
+  fi
+fi
 
 echo "== Pub/Sub"
-if $DRY_RUN; then NUMBER=PROJECT_NUMBER; else NUMBER=$(gcloud projects describe "$PROJECT" --format='value(projectNumber)'); fi
-PUBSUB_AGENT="service-$NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
-for topic in "$TOPIC" "$DEAD_LETTER_TOPIC"; do
-  gq pubsub topics describe "$topic" || g pubsub topics create "$topic"
-done
+# The events topic keeps messages $RETENTION so a subscription can seek back.
+if gq pubsub topics describe "$TOPIC"; then
+  g pubsub topics update "$TOPIC" --message-retention-duration="$RETENTION"
+else
+  g pubsub topics create "$TOPIC" --message-retention-duration="$RETENTION"
+fi
+gq pubsub topics describe "$DEAD_LETTER_TOPIC" || g pubsub topics create "$DEAD_LETTER_TOPIC"
 # The edge may publish to the events topic and nothing else.
 g pubsub topics add-iam-policy-binding "$TOPIC" --member="serviceAccount:$EDGE_SA" --role=roles/pubsub.publisher
 # Pub/Sub itself moves undeliverable messages: it must publish to the dead-letter topic,
 # subscribe to the source subscription, and mint the push OIDC token.
 g pubsub topics add-iam-policy-binding "$DEAD_LETTER_TOPIC" --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher
 g iam service-accounts add-iam-policy-binding "$PUSH_SA" --member="serviceAccount:$PUBSUB_AGENT" --role=roles/iam.serviceAccountTokenCreator
-push_flags=(--push-endpoint="$URL/pubsub/push" --push-auth-service-account="$PUSH_SA" --push-auth-token-audience="$URL"
+# Never expiring: Pub/Sub deletes a subscription after 31 days without activity otherwise.
+# --format=none: gcloud would print the endpoint, and it carries the token.
+push_flags=(--push-endpoint="$URL/pubsub/push?token=$TOKEN" --push-auth-service-account="$PUSH_SA" --push-auth-token-audience="$URL"
   --ack-deadline="$ACK_DEADLINE" --min-retry-delay=10s --max-retry-delay=600s
-  --dead-letter-topic="$DEAD_LETTER_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS")
+  --dead-letter-topic="$DEAD_LETTER_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS"
+  --expiration-period=never --message-retention-duration="$RETENTION" --format=none)
 if gq pubsub subscriptions describe "$SUBSCRIPTION"; then
+  # Topic and ordering cannot change on an existing subscription.
+  if ! $DRY_RUN; then
+    topic=$(gout pubsub subscriptions describe "$SUBSCRIPTION" --format='value(topic)')
+    ordering=$(gout pubsub subscriptions describe "$SUBSCRIPTION" --format='value(enableMessageOrdering)')
+    if [ "$topic" != "projects/$PROJECT/topics/$TOPIC" ] || [ "${ordering,,}" != true ]; then
+      die "subscription $SUBSCRIPTION has topic '$topic' and message ordering '$ordering', which cannot be changed (want projects/$PROJECT/topics/$TOPIC, True): drain it, delete it and run again"
+    fi
+  fi
   g pubsub subscriptions update "$SUBSCRIPTION" "${push_flags[@]}"
 else
   g pubsub subscriptions create "$SUBSCRIPTION" --topic="$TOPIC" --enable-message-ordering "${push_flags[@]}"
 fi
 g pubsub subscriptions add-iam-policy-binding "$SUBSCRIPTION" --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber
-gq pubsub subscriptions describe "$DEAD_LETTER_TOPIC" ||
-  g pubsub subscriptions create "$DEAD_LETTER_TOPIC" --topic="$DEAD_LETTER_TOPIC" --message-retention-duration=7d
+# Dead letters need a subscription of their own, or Pub/Sub drops them.
+dead_flags=(--ack-deadline="$ACK_DEADLINE" --expiration-period=never --message-retention-duration="$RETENTION")
+if gq pubsub subscriptions describe "$DEAD_LETTER_TOPIC"; then
+  g pubsub subscriptions update "$DEAD_LETTER_TOPIC" "${dead_flags[@]}"
+else
+  g pubsub subscriptions create "$DEAD_LETTER_TOPIC" --topic="$DEAD_LETTER_TOPIC" "${dead_flags[@]}"
+fi
 
 echo "== Cloud Scheduler: the sweep"
-sweep_flags=(--location="$REGION" --schedule="$SCHEDULE" --uri="$URL/tasks/sweep" --http-method=POST
-  --oidc-service-account-email="$PUSH_SA" --oidc-token-audience="$URL")
+sweep_flags=(--location="$REGION" --schedule="$SCHEDULE" --uri="$URL/tasks/sweep?token=$TOKEN" --http-method=POST
+  --oidc-service-account-email="$PUSH_SA" --oidc-token-audience="$URL" --format=none)
 if gq scheduler jobs describe lms-bridge-sweep --location="$REGION"; then
   g scheduler jobs update http lms-bridge-sweep "${sweep_flags[@]}"
 else
   g scheduler jobs create http lms-bridge-sweep "${sweep_flags[@]}"
 fi
 
+if $EDGE_KEY; then
+  echo "== the edge's key: a new one into the Worker's secret, then the older ones deleted"
+  # The key exists on disk only in a private temporary file, removed on every exit path; a
+  # key created in GCP but not stored in the Worker is deleted again.
+  KEY_FILE=
+  NEW_KEY=
+  KEY_STORED=false
+  cleanup_key() {
+    [ -z "$KEY_FILE" ] || rm -f "$KEY_FILE"
+    if [ -n "$NEW_KEY" ] && ! $KEY_STORED; then
+      gcloud --project="$PROJECT" --quiet iam service-accounts keys delete "$NEW_KEY" --iam-account="$EDGE_SA" >/dev/null 2>&1 ||
+        echo "gcp.sh: could not delete the unused key $NEW_KEY of $EDGE_SA: delete it by hand" >&2
+    fi
+  }
+  trap cleanup_key EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  if [ -z "${WRANGLER:-}" ]; then
+    # shellcheck source=scripts/tools.sh
+    source scripts/tools.sh
+    WRANGLER=wrangler
+  fi
+  if $DRY_RUN; then
+    g iam service-accounts keys create "${TMPDIR:-/tmp}/lms-bridge-edge-key.XXXXXX" --iam-account="$EDGE_SA"
+    printf '+ %s secret put GCP_SERVICE_ACCOUNT_KEY # stdin: the key file, then rm -f it\n' "$WRANGLER"
+    g iam service-accounts keys list --iam-account="$EDGE_SA" --managed-by=user --format='value(name.basename())'
+    g iam service-accounts keys delete OLDER_KEY_ID --iam-account="$EDGE_SA"
+  else
+    KEY_FILE=$(mktemp "${TMPDIR:-/tmp}/lms-bridge-edge-key.XXXXXX")
+    g iam service-accounts keys create "$KEY_FILE" --iam-account="$EDGE_SA"
+    NEW_KEY=$(sed -n 's/.*"private_key_id": *"\([^"]*\)".*/\1/p' "$KEY_FILE")
+    [ -n "$NEW_KEY" ] || die "the new key file names no private_key_id"
+    $WRANGLER secret put GCP_SERVICE_ACCOUNT_KEY <"$KEY_FILE"
+    KEY_STORED=true
+    rm -f "$KEY_FILE"
+    keys=$(gout iam service-accounts keys list --iam-account="$EDGE_SA" --managed-by=user --format='value(name.basename())')
+    for old in $keys; do
+      [ "$old" = "$NEW_KEY" ] || g iam service-accounts keys delete "$old" --iam-account="$EDGE_SA"
+    done
+  fi
+fi
+
 cat <<NEXT
 
-Backend: $URL
+Backend: $URL (at most $MAX_INSTANCES instances, $PACE TalentLMS calls/s each)
 Now the edge (run from the repository, after \`source scripts/tools.sh\`):
-  gcloud --project=$PROJECT iam service-accounts keys create edge-key.json --iam-account=$EDGE_SA
   npx wrangler queues create lms-bridge-events
   npx wrangler queues create lms-bridge-events-dlq
-  npx wrangler secret put GCP_SERVICE_ACCOUNT_KEY < edge-key.json && rm edge-key.json
+  deploy/gcp.sh --edge-key    # $( $EDGE_KEY && echo "done: " )a key of $EDGE_SA into GCP_SERVICE_ACCOUNT_KEY
   npx wrangler secret put HOTMART_HOTTOK
   npx wrangler deploy --var GCP_PROJECT:$PROJECT --var PUBSUB_TOPIC:$TOPIC
 NEXT

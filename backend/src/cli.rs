@@ -107,7 +107,7 @@ pub struct PubsubSetupArgs {
     /// Service account whose OIDC token Pub/Sub attaches (absent: no token, emulator only).
     #[arg(long, env = "PUSH_SERVICE_ACCOUNT")]
     pub push_service_account: Option<String>,
-    /// Audience of that token (default: the push endpoint).
+    /// Audience of that token (default: the push endpoint without its query).
     #[arg(long, env = "PUSH_AUDIENCE")]
     pub push_audience: Option<String>,
     /// Seconds Pub/Sub waits for an answer: covers the slowest LMS round trip.
@@ -122,6 +122,10 @@ pub struct PubsubSetupArgs {
     /// Longest redelivery delay.
     #[arg(long, default_value_t = 600)]
     pub max_backoff_seconds: i64,
+    /// How long the events topic and both subscriptions keep messages (7 days): a
+    /// subscription can seek back that far.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub message_retention_seconds: i64,
     /// The emulator, when set.
     #[arg(long, env = "PUBSUB_EMULATOR_HOST")]
     pub pubsub_emulator_host: Option<String>,

@@ -1,11 +1,128 @@
-//! The GCP deploy plan: shellcheck-clean scripts, and a `--dry-run` that names every resource
-//! with the right flags and runs nothing.
+//! The GCP deploy: shellcheck-clean scripts; a `--dry-run` that names every resource with the
+//! right flags and runs nothing; a plan whose Cloud Run settings start the real backend and
+//! whose every gcloud command passes the real gcloud's argument parser; and real runs of
+//! `deploy/gcp.sh` against a fake gcloud (first on PATH) for what only a real run does: the
+//! public-service check, the edge key's temporary file, never printing a secret.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
 
-use lms_bridge_tests::process::require;
+use base64::Engine as _;
+use lms_bridge_tests::backend::{backend_bin, Firestore};
+use lms_bridge_tests::process::{free_port, http_ok, require, Service};
 use lms_bridge_tests::repo_root;
-use std::process::Command;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const PROJECT: &str = "acme-courses";
+const REGION: &str = "europe-west1";
+const NUMBER: &str = "123456789012";
+const URL: &str = "https://lms-bridge-123456789012.europe-west1.run.app";
+const API_KEY: &str = "key-must-not-be-printed";
+/// The push verification token the fake Secret Manager holds.
+const TOKEN: &str = "token-must-not-be-printed-0123456789abcdef";
+/// TalentLMS allows 200 calls per 5 s per portal.
+const PORTAL_CALLS_PER_SECOND: u32 = 200 / 5;
+
+fn write_program(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A fresh directory under the system temp dir.
+fn scratch(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "lms-bridge-deploy-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `deploy/gcp.sh --dry-run ARGS` with a gcloud first on PATH that fails the test if called.
+fn dry_run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let fake = scratch("dry");
+    let marker = fake.join("called");
+    write_program(&fake.join("gcloud"), &format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 1\n", marker.display()));
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+    let mut command = Command::new(repo_root().join("deploy/gcp.sh"));
+    command
+        .arg("--dry-run")
+        .args(args)
+        .current_dir(repo_root())
+        .env("PATH", path)
+        .env("PROJECT", PROJECT)
+        .env("REGION", REGION)
+        .env("TALENTLMS_URL", "https://acme.talentlms.com")
+        .env("TALENTLMS_API_KEY", API_KEY);
+    for name in ["PROJECT_NUMBER", "PLAN_EXISTING", "MAX_INSTANCES", "TALENTLMS_CALLS_PER_SECOND", "WRANGLER"] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    let output = command.output().unwrap();
+    assert!(!marker.exists(), "a dry run called gcloud: {}", std::fs::read_to_string(&marker).unwrap_or_default());
+    let _ = std::fs::remove_dir_all(&fake);
+    output
+}
+
+fn plan(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = dry_run(args, env);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Shell-quoted command lines (`printf %q`, as the plan and the fake gcloud's log write them)
+/// split into words by bash itself; comments dropped.
+fn words(lines: &[String]) -> Vec<Vec<String>> {
+    let mut script = String::new();
+    for line in lines {
+        script.push_str(&format!("a=( {line}\n)\nprintf '%s\\037' \"${{a[@]}}\"; printf '\\036'\n"));
+    }
+    let output = Command::new("bash").arg("-c").arg(script).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let commands: Vec<Vec<String>> = text
+        .split('\u{1e}')
+        .filter(|c| !c.is_empty())
+        .map(|c| c.split('\u{1f}').filter(|w| !w.is_empty()).map(str::to_owned).collect())
+        .collect();
+    assert_eq!(commands.len(), lines.len());
+    commands
+}
+
+/// The planned commands (lines starting with `+ `), as words.
+fn planned(plan: &str) -> Vec<Vec<String>> {
+    words(&plan.lines().filter_map(|l| l.strip_prefix("+ ")).map(str::to_owned).collect::<Vec<_>>())
+}
+
+/// The one planned gcloud command containing all these words in order of appearance.
+fn command<'a>(commands: &'a [Vec<String>], needles: &[&str]) -> &'a Vec<String> {
+    let found: Vec<&Vec<String>> = commands
+        .iter()
+        .filter(|c| c.first().is_some_and(|p| p == "gcloud") && needles.iter().all(|n| c.iter().any(|w| w == n)))
+        .collect();
+    assert_eq!(found.len(), 1, "not exactly one command with {needles:?}: {found:?}");
+    found[0]
+}
+
+/// The value of `--flag=value` in a command.
+fn flag<'a>(command: &'a [String], name: &str) -> &'a str {
+    let prefix = format!("{name}=");
+    command.iter().find_map(|w| w.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {name} in {command:?}"))
+}
+
+/// `KEY=VALUE,KEY=VALUE` (gcloud's list-of-pairs flags).
+fn pairs(value: &str) -> BTreeMap<String, String> {
+    value.split(',').map(|p| p.split_once('=').unwrap()).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
 
 #[test]
 fn shell_scripts_are_shellcheck_clean() {
@@ -24,30 +141,8 @@ fn shell_scripts_are_shellcheck_clean() {
 
 #[test]
 fn the_dry_run_plans_every_resource_and_touches_nothing() {
-    let root = repo_root();
-    // A gcloud that records any call: a dry run must make none.
-    let fake = std::env::temp_dir().join(format!("fake-gcloud-{}", std::process::id()));
-    std::fs::create_dir_all(&fake).unwrap();
-    let marker = fake.join("called");
-    let script = format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 1\n", marker.display());
-    std::fs::write(fake.join("gcloud"), script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(fake.join("gcloud"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
-    let output = Command::new(root.join("deploy/gcp.sh"))
-        .arg("--dry-run")
-        .current_dir(&root)
-        .env("PATH", path)
-        .env("PROJECT", "acme-courses")
-        .env("REGION", "europe-west1")
-        .env("TALENTLMS_URL", "https://acme.talentlms.com")
-        .env("TALENTLMS_API_KEY", "key-must-not-be-printed")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(!marker.exists(), "dry run called gcloud: {}", std::fs::read_to_string(&marker).unwrap_or_default());
-    let plan = String::from_utf8(output.stdout).unwrap();
-    assert!(!plan.contains("key-must-not-be-printed"), "the API key leaked into the plan");
+    let plan = plan(&[], &[]);
+    assert!(!plan.contains(API_KEY), "the API key leaked into the plan");
     let line = |needles: &[&str]| {
         assert!(
             plan.lines().any(|l| l.starts_with('+') && needles.iter().all(|n| l.contains(n))),
@@ -72,27 +167,44 @@ fn the_dry_run_plans_every_resource_and_touches_nothing() {
     ]);
     line(&["run services add-iam-policy-binding lms-bridge", "lms-bridge-push@", "roles/run.invoker"]);
     line(&["projects add-iam-policy-binding", "lms-bridge-run@", "roles/datastore.user"]);
-    line(&[
-        "secrets add-iam-policy-binding talentlms-api-key",
-        "lms-bridge-run@",
-        "roles/secretmanager.secretAccessor",
-    ]);
-    line(&["pubsub topics create lms-bridge-events"]);
+    for secret in ["talentlms-api-key", "push-verification-token"] {
+        line(&["secrets create", secret]);
+        line(&[
+            &format!("secrets add-iam-policy-binding {secret}"),
+            "lms-bridge-run@",
+            "roles/secretmanager.secretAccessor",
+        ]);
+    }
+    line(&["pubsub topics create lms-bridge-events", "--message-retention-duration=7d"]);
     line(&["pubsub topics create lms-bridge-dead-letters"]);
-    line(&["pubsub topics add-iam-policy-binding lms-bridge-dead-letters", "gcp-sa-pubsub", "roles/pubsub.publisher"]);
+    line(&[
+        "pubsub topics add-iam-policy-binding lms-bridge-dead-letters",
+        "service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com",
+        "roles/pubsub.publisher",
+    ]);
+    line(&[
+        "pubsub subscriptions add-iam-policy-binding lms-bridge-push",
+        "service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com",
+        "roles/pubsub.subscriber",
+    ]);
     line(&[
         "pubsub subscriptions create lms-bridge-push",
         "--topic=lms-bridge-events",
         "--enable-message-ordering",
-        "--push-endpoint=https://",
-        "/pubsub/push",
+        "--push-endpoint=https://lms-bridge-PROJECT_NUMBER.europe-west1.run.app/pubsub/push\\?token=\\<secret\\>",
         "--push-auth-service-account=lms-bridge-push@",
-        "--push-auth-token-audience=https://",
+        "--push-auth-token-audience=https://lms-bridge-PROJECT_NUMBER.europe-west1.run.app ",
         "--ack-deadline=60",
         "--min-retry-delay=10s",
         "--max-retry-delay=600s",
         "--dead-letter-topic=lms-bridge-dead-letters",
         "--max-delivery-attempts=10",
+        "--expiration-period=never",
+    ]);
+    line(&[
+        "pubsub subscriptions create lms-bridge-dead-letters",
+        "--topic=lms-bridge-dead-letters",
+        "--expiration-period=never",
     ]);
     line(&["firestore databases create", "--type=firestore-native", "--location=europe-west1"]);
     line(&[
@@ -102,32 +214,507 @@ fn the_dry_run_plans_every_resource_and_touches_nothing() {
         "field-path=access_until",
     ]);
     line(&["firestore fields ttls update expire_at", "--collection-group=events", "--enable-ttl"]);
-    line(&["secrets create talentlms-api-key"]);
     line(&["builds submit", "--config=deploy/cloudbuild.yaml"]);
     line(&[
         "run deploy lms-bridge",
         "--no-allow-unauthenticated",
+        "--invoker-iam-check",
         "--service-account=lms-bridge-run@",
         "PUSH_AUTH=cloud-run",
-        "--set-secrets=TALENTLMS_API_KEY=talentlms-api-key:latest",
+        "PUSH_AUDIENCE=https://lms-bridge-PROJECT_NUMBER.europe-west1.run.app",
+        "PUBSUB_SUBSCRIPTION=lms-bridge-push",
+        "--set-secrets=TALENTLMS_API_KEY=talentlms-api-key:latest\\,PUSH_VERIFICATION_TOKEN=push-verification-token:latest",
         "--timeout=60s",
+        "--max-instances=2",
     ]);
-    line(&["run services update lms-bridge", "PUSH_AUDIENCE=https://"]);
+    line(&["run services get-iam-policy lms-bridge"]);
+    // Complete settings at the first deploy: no second step patches the service.
+    assert!(!plan.contains("run services update"), "{plan}");
     line(&[
         "scheduler jobs create http lms-bridge-sweep",
-        "/tasks/sweep",
+        "/tasks/sweep\\?token=\\<secret\\>",
         "--oidc-service-account-email=lms-bridge-push@",
-        "--oidc-token-audience=https://",
+        "--oidc-token-audience=https://lms-bridge-PROJECT_NUMBER.europe-west1.run.app ",
     ]);
     assert!(
         plan.contains("wrangler queues create lms-bridge-events")
             && plan.contains("wrangler secret put HOTMART_HOTTOK")
+            && plan.contains("deploy/gcp.sh --edge-key")
     );
-    assert!(plan.contains("wrangler secret put GCP_SERVICE_ACCOUNT_KEY"));
+
+    // A re-run updates what exists, with the same settings.
+    let again = self::plan(&[], &[("PLAN_EXISTING", "true"), ("PROJECT_NUMBER", NUMBER)]);
+    let commands = planned(&again);
+    let push = command(&commands, &["subscriptions", "update", "lms-bridge-push"]);
+    assert_eq!(flag(push, "--expiration-period"), "never");
+    assert_eq!(flag(push, "--push-endpoint"), format!("{URL}/pubsub/push?token=<secret>"));
+    assert_eq!(
+        flag(command(&commands, &["subscriptions", "update", "lms-bridge-dead-letters"]), "--expiration-period"),
+        "never"
+    );
+    assert_eq!(
+        flag(command(&commands, &["topics", "update", "lms-bridge-events"]), "--message-retention-duration"),
+        "7d"
+    );
+    command(&commands, &["jobs", "update", "http", "lms-bridge-sweep"]);
+}
+
+/// The token Cloud Run hands the container after its IAM check: claims intact, signature
+/// replaced.
+fn cloud_run_token(audience: &str, email: &str) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let header = json!({ "alg": "RS256", "kid": "k", "typ": "JWT" });
+    let claims = json!({
+        "iss": "https://accounts.google.com", "aud": audience, "email": email, "email_verified": true,
+        "iat": now, "exp": now + 3600, "sub": "1",
+    });
+    format!("{}.{}.SIGNATURE_REMOVED_BY_GOOGLE", b64.encode(header.to_string()), b64.encode(claims.to_string()))
 }
 
 #[test]
-fn the_index_file_covers_the_sweep_query_and_the_dockerfile_runs_as_non_root() {
+fn the_cloud_run_settings_of_the_plan_start_the_backend_and_accept_its_own_tokens() {
+    let commands = planned(&plan(&[], &[("PROJECT_NUMBER", NUMBER)]));
+    let deploy = command(&commands, &["run", "deploy"]);
+    let env = pairs(flag(deploy, "--set-env-vars"));
+    let secrets = pairs(flag(deploy, "--set-secrets"));
+    let values = BTreeMap::from([
+        ("TALENTLMS_API_KEY", "test-talentlms-key"),
+        ("PUSH_VERIFICATION_TOKEN", "test-verification-token"),
+    ]);
+    assert_eq!(secrets.keys().map(String::as_str).collect::<BTreeSet<_>>(), values.keys().copied().collect());
+
+    // Exactly the service's environment; what Cloud Run adds (PORT) and the emulator.
+    let firestore = Firestore::start();
+    let port = free_port();
+    let mut serve = Command::new(backend_bin());
+    serve
+        .arg("serve")
+        .env_clear()
+        .envs(&env)
+        .envs(values.iter().map(|(k, v)| (*k, *v)))
+        .env("PORT", port.to_string())
+        .env("FIRESTORE_EMULATOR_HOST", &firestore.host);
+    let mut service = Service::spawn("deploy-plan-backend", serve);
+    let base = format!("http://127.0.0.1:{port}");
+    let health = format!("{base}/healthz");
+    service.wait_until(Duration::from_secs(60), || http_ok(&health));
+
+    // Pub/Sub's token (the subscription's audience and account) and the scheduler's pass the
+    // service's checks; another audience does not.
+    let push = command(&commands, &["subscriptions", "create", "lms-bridge-push"]);
+    let sweep = command(&commands, &["jobs", "create", "http"]);
+    let client = reqwest::blocking::Client::new();
+    let post = |path: &str, token: &str| {
+        client
+            .post(format!("{base}{path}?token={}", values["PUSH_VERIFICATION_TOKEN"]))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let push_token =
+        cloud_run_token(flag(push, "--push-auth-token-audience"), flag(push, "--push-auth-service-account"));
+    let status = post("/pubsub/push", &push_token);
+    assert!(status != 401 && status != 403, "the push token was refused ({status}):\n{}", service.log_tail());
+    let stranger = cloud_run_token("https://elsewhere.example", flag(push, "--push-auth-service-account"));
+    assert_eq!(post("/pubsub/push", &stranger), 401);
+    let sweep_token =
+        cloud_run_token(flag(sweep, "--oidc-token-audience"), flag(sweep, "--oidc-service-account-email"));
+    assert_eq!(post("/tasks/sweep", &sweep_token), 200, "{}", service.log_tail());
+}
+
+/// Runs each command through the real gcloud's command line: its own Python and modules,
+/// `CreateCLI` + `Execute` as `gcloud.py` does, all commands in one process (a process per
+/// command costs about a second of CPU each). Prints one JSON outcome per command.
+const GCLOUD_BATCH: &str = r#"
+import json, os, sys, tempfile
+lib = os.path.join(sys.argv[1], 'lib')
+sys.path.insert(0, lib)
+sys.path.insert(0, os.path.join(lib, 'third_party'))
+if 'google' in sys.modules:
+    import google, importlib
+    importlib.reload(google)
+from googlecloudsdk import gcloud_main
+cli = gcloud_main.CreateCLI([])
+commands = json.load(sys.stdin)
+out, err = os.dup(1), os.dup(2)
+results = []
+for argv in commands:
+    with tempfile.TemporaryFile() as capture:
+        sys.stdout.flush(); sys.stderr.flush()
+        os.dup2(capture.fileno(), 1); os.dup2(capture.fileno(), 2)
+        code = 0
+        try:
+            cli.Execute(argv)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except BaseException as e:
+            code = -1
+            print('driver: ' + repr(e), file=sys.stderr)
+        sys.stdout.flush(); sys.stderr.flush()
+        os.dup2(out, 1); os.dup2(err, 2)
+        capture.seek(0)
+        results.append({'code': code, 'text': capture.read().decode('utf-8', 'replace')})
+print(json.dumps(results))
+"#;
+
+/// gcloud's environment for the checks: a throw-away config (no account, no project), no
+/// prompts, and no network (a proxy that is not there).
+fn offline(command: &mut Command, config: &Path) {
+    command
+        .current_dir(repo_root())
+        .env("CLOUDSDK_CONFIG", config)
+        .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+        .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
+        .env("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env_remove("CLOUDSDK_CORE_PROJECT")
+        .env_remove("CLOUDSDK_CORE_ACCOUNT")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS");
+}
+
+/// (exit code, output) of the real gcloud on each command: batched in one process, or, if
+/// this gcloud's internals do not allow that, one process per command.
+fn gcloud_outcomes(commands: &[Vec<String>]) -> Vec<(i64, String)> {
+    let gcloud = require("gcloud", "install Debian's google-cloud-cli");
+    let config = scratch("gcloud-config");
+    let mut info = Command::new(&gcloud);
+    info.args(["info", "--format=value(basic.python_location,installation.sdk_root)"]);
+    offline(&mut info, &config);
+    let info = String::from_utf8(info.output().unwrap().stdout).unwrap();
+    if let Some((python, root)) = info.trim().split_once('\t') {
+        let mut batch = Command::new(python);
+        batch.args(["-c", GCLOUD_BATCH, root]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        offline(&mut batch, &config);
+        let mut child = batch.spawn().unwrap();
+        let argv: Vec<&[String]> = commands.iter().map(|c| &c[1..]).collect();
+        serde_json::to_writer(child.stdin.take().unwrap(), &argv).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let results: Option<Vec<serde_json::Value>> = serde_json::from_slice(&output.stdout).ok();
+        if let Some(results) = results.filter(|r| output.status.success() && r.len() == commands.len()) {
+            let _ = std::fs::remove_dir_all(&config);
+            return results
+                .iter()
+                .map(|r| (r["code"].as_i64().unwrap(), r["text"].as_str().unwrap().to_owned()))
+                .collect();
+        }
+        eprintln!("batched gcloud failed, one process per command: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&config);
+    let queue = Mutex::new(commands.iter().enumerate().collect::<Vec<_>>());
+    let outcomes = Mutex::new(vec![(0, String::new()); commands.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let Some((i, command)) = queue.lock().unwrap().pop() else { break };
+                let config = scratch("gcloud-config");
+                let mut run = Command::new(&gcloud);
+                run.args(&command[1..]).stdin(Stdio::null());
+                offline(&mut run, &config);
+                let output = run.output().unwrap();
+                let _ = std::fs::remove_dir_all(&config);
+                let text =
+                    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+                outcomes.lock().unwrap()[i] = (i64::from(output.status.code().unwrap_or(-1)), text);
+            });
+        }
+    });
+    outcomes.into_inner().unwrap()
+}
+
+/// The commands gcloud did not parse: anything but a stop for want of credentials.
+fn parse_errors(commands: &[Vec<String>]) -> Vec<String> {
+    commands
+        .iter()
+        .zip(gcloud_outcomes(commands))
+        .filter(|(_, (code, text))| {
+            let parsed = *code != 0
+                && (text.contains("You do not currently have an active account selected")
+                    || text.contains("gcloud auth login"));
+            !parsed
+        })
+        .map(|(command, (code, text))| format!("{}\n  -> exit {code}: {}", command.join(" "), text.trim()))
+        .collect()
+}
+
+#[test]
+fn every_gcloud_command_passes_the_real_gcloud_parser() {
+    let started = Instant::now();
+    // A first run (with the edge key), a re-run, and what a real run calls (read commands
+    // included), logged by a fake gcloud.
+    let mut commands = planned(&plan(&["--edge-key"], &[("PROJECT_NUMBER", NUMBER)]));
+    commands.extend(planned(&plan(&["--edge-key", "--max-instances", "3"], &[("PLAN_EXISTING", "true")])));
+    let fake = FakeDeploy::new();
+    let output = fake.run(&["--edge-key"], &[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    commands.extend(fake.calls());
+    let mut skipped = BTreeSet::new();
+    let mut unique = BTreeSet::new();
+    for command in commands {
+        if command[0] == "gcloud" {
+            unique.insert(command);
+        } else {
+            // wrangler: Cloudflare's CLI, no gcloud parser to ask (its flags are checked by
+            // the edge tests' `wrangler deploy --dry-run`).
+            skipped.insert(command[0].clone());
+        }
+    }
+    assert_eq!(skipped, BTreeSet::from(["wrangler".to_owned()]), "unexpected non-gcloud commands");
+    let unique: Vec<Vec<String>> = unique.into_iter().collect();
+    assert!(unique.len() > 30, "only {} commands", unique.len());
+    let errors = parse_errors(&unique);
+    assert!(errors.is_empty(), "gcloud refused {} of {} commands:\n{}", errors.len(), unique.len(), errors.join("\n"));
+    eprintln!("{} gcloud commands parsed in {:?}", unique.len(), started.elapsed());
+}
+
+#[test]
+fn the_parser_check_catches_a_bad_flag_and_a_bad_value() {
+    let commands = words(&[
+        "gcloud --project=p --quiet pubsub subscriptions create s --topic=t --expiration-perod=never".to_owned(),
+        "gcloud --project=p --quiet run deploy s --image=i --region=r --max-instances=two".to_owned(),
+        "gcloud --project=p --quiet run deploy s --image=i --region=r --ingress=everyone".to_owned(),
+        "gcloud --project=p --quiet pubsub topics create t --message-retention-duration=7d".to_owned(),
+    ]);
+    let errors = parse_errors(&commands);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(errors.iter().all(|e| !e.contains("topics create")));
+}
+
+#[test]
+fn instances_times_the_pace_stay_within_the_portal_budget() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], u32);
+    let cases: [Case; 5] = [
+        (&[], &[], 2),
+        (&["--max-instances", "3"], &[], 3),
+        (&["--max-instances=7"], &[], 7),
+        (&["--max-instances", "1"], &[("TALENTLMS_CALLS_PER_SECOND", "40")], 1),
+        (&["--max-instances", "3"], &[("TALENTLMS_CALLS_PER_SECOND", "40")], 3),
+    ];
+    for (args, env, instances) in cases {
+        let commands = planned(&plan(args, env));
+        let deploy = command(&commands, &["run", "deploy"]);
+        let max: u32 = flag(deploy, "--max-instances").parse().unwrap();
+        let pace: u32 = pairs(flag(deploy, "--set-env-vars"))["TALENTLMS_MAX_CALLS_PER_SECOND"].parse().unwrap();
+        assert_eq!(max, instances, "{args:?}");
+        assert!((1..=35).contains(&pace), "{args:?}: pace {pace}");
+        assert!(max * pace <= PORTAL_CALLS_PER_SECOND, "{args:?} {env:?}: {max} instances x {pace} calls/s");
+    }
+    // What cannot be shared is refused.
+    for (args, env) in [
+        (&["--max-instances", "0"][..], &[][..]),
+        (&["--max-instances", "31"][..], &[][..]),
+        (&["--max-instances", "many"][..], &[][..]),
+        (&[][..], &[("TALENTLMS_CALLS_PER_SECOND", "50")][..]),
+    ] {
+        let output = dry_run(args, env);
+        assert!(!output.status.success(), "{args:?} {env:?} was accepted");
+        assert!(output.stdout.is_empty(), "{args:?}: planned before refusing");
+    }
+}
+
+/// `deploy/gcp.sh` for real, against a fake gcloud and a fake wrangler: the fake logs every
+/// call (bash-quoted) and answers what the script reads.
+struct FakeDeploy {
+    dir: PathBuf,
+    /// The TMPDIR the script gets: empty before, must be empty after.
+    tmp: PathBuf,
+}
+
+const FAKE_GCLOUD: &str = r#"#!/usr/bin/env bash
+{ printf '%q ' gcloud "$@"; printf '\n'; } >> "$FAKE_DIR/calls"
+args="$*"
+if [ -n "${FAKE_FAIL_ON:-}" ] && [[ "$args" == *"$FAKE_FAIL_ON"* ]]; then echo "fake gcloud: failing on purpose" >&2; exit 1; fi
+case "$args" in
+  *"projects describe"*) echo "$FAKE_NUMBER" ;;
+  *"run services describe"*) echo "$FAKE_RUN_URL" ;;
+  *"run services get-iam-policy"*) for m in ${FAKE_MEMBERS:-}; do echo "$m"; done ;;
+  *"secrets versions list"*) echo "projects/p/secrets/s/versions/1" ;;
+  *"secrets versions access"*push-verification-token*) printf %s "$FAKE_TOKEN" ;;
+  *"secrets versions access"*) printf %s "an-older-api-key" ;;
+  *"secrets versions add"*) cat >/dev/null ;;
+  *"keys create"*)
+    prev=
+    for a in "$@"; do
+      if [ "$prev" = create ]; then
+        printf '{"type":"service_account","private_key_id":"newkey1","private_key":"-----BEGIN PRIVATE KEY-----\\nfake\\n-----END PRIVATE KEY-----\\n"}' >"$a"
+      fi
+      prev=$a
+    done ;;
+  *"keys list"*) printf 'oldkey1\nnewkey1\n' ;;
+  *" describe "*) exit 1 ;;
+esac
+exit 0
+"#;
+
+const FAKE_WRANGLER: &str = r#"#!/usr/bin/env bash
+{ printf '%q ' wrangler "$@"; printf '\n'; } >> "$FAKE_DIR/calls"
+grep -q '"private_key_id":"newkey1"' && echo stored >> "$FAKE_DIR/wrangler-got-key"
+case "${FAKE_WRANGLER:-ok}" in
+  fail) echo "wrangler: not logged in" >&2; exit 1 ;;
+  term) kill -TERM "$PPID"; exit 0 ;;
+esac
+"#;
+
+impl FakeDeploy {
+    fn new() -> Self {
+        let dir = scratch("fake");
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::create_dir_all(&tmp).unwrap();
+        write_program(&dir.join("bin/gcloud"), FAKE_GCLOUD);
+        write_program(&dir.join("bin/wrangler"), FAKE_WRANGLER);
+        Self { dir, tmp }
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let _ = std::fs::remove_file(self.dir.join("calls"));
+        let path = format!("{}:{}", self.dir.join("bin").display(), std::env::var("PATH").unwrap());
+        let mut command = Command::new(repo_root().join("deploy/gcp.sh"));
+        command
+            .args(args)
+            .current_dir(repo_root())
+            .env("PATH", path)
+            .env("TMPDIR", &self.tmp)
+            .env("WRANGLER", self.dir.join("bin/wrangler"))
+            .env("FAKE_DIR", &self.dir)
+            .env("FAKE_NUMBER", NUMBER)
+            .env("FAKE_RUN_URL", URL)
+            .env("FAKE_TOKEN", TOKEN)
+            .env("FAKE_MEMBERS", format!("serviceAccount:lms-bridge-push@{PROJECT}.iam.gserviceaccount.com"))
+            .env("PROJECT", PROJECT)
+            .env("REGION", REGION)
+            .env("TALENTLMS_URL", "https://acme.talentlms.com")
+            .env("TALENTLMS_API_KEY", API_KEY)
+            .stdin(Stdio::null());
+        for name in ["PROJECT_NUMBER", "PLAN_EXISTING", "MAX_INSTANCES", "TALENTLMS_CALLS_PER_SECOND", "FAKE_FAIL_ON"] {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().copied());
+        command.output().unwrap()
+    }
+
+    /// The calls of the last run, as words.
+    fn calls(&self) -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(self.dir.join("calls")).unwrap_or_default();
+        words(&text.lines().map(str::to_owned).collect::<Vec<_>>())
+    }
+
+    fn called(&self, needles: &[&str]) -> bool {
+        self.calls().iter().any(|c| needles.iter().all(|n| c.iter().any(|w| w.contains(n))))
+    }
+
+    /// What is left in the script's TMPDIR.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.tmp).unwrap().map(|e| e.unwrap().path()).collect()
+    }
+}
+
+impl Drop for FakeDeploy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn a_real_run_deploys_complete_settings_once_and_checks_the_url() {
+    let fake = FakeDeploy::new();
+    let output = fake.run(&[], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let calls = fake.calls();
+    let deploys: Vec<&Vec<String>> =
+        calls.iter().filter(|c| c.get(3..5) == Some(&["run".into(), "deploy".into()])).collect();
+    assert_eq!(deploys.len(), 1, "{calls:?}");
+    let env = pairs(flag(deploys[0], "--set-env-vars"));
+    assert_eq!(env["PUSH_AUDIENCE"], URL);
+    assert_eq!(env["PUBSUB_SUBSCRIPTION"], "lms-bridge-push");
+    assert!(!fake.called(&["run", "services", "update"]));
+    // The token reaches the push endpoint and the sweep URL (and only gcloud sees it).
+    let push = command(&calls, &["subscriptions", "create", "lms-bridge-push"]);
+    assert_eq!(flag(push, "--push-endpoint"), format!("{URL}/pubsub/push?token={TOKEN}"));
+    assert_eq!(flag(push, "--push-auth-token-audience"), URL);
+    assert_eq!(flag(command(&calls, &["jobs", "create", "http"]), "--uri"), format!("{URL}/tasks/sweep?token={TOKEN}"));
+
+    // A service whose URL is not the computed one stops the run before Pub/Sub is pointed at it.
+    let output = fake.run(&[], &[("FAKE_RUN_URL", "https://lms-bridge-abcdef-ew.a.run.app")]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("not https://lms-bridge-123456789012.europe-west1.run.app"), "{}", text(&output));
+    assert!(!fake.called(&["pubsub", "subscriptions", "create"]));
+}
+
+#[test]
+fn a_public_service_stops_the_deploy() {
+    let fake = FakeDeploy::new();
+    for public in ["allUsers", "allAuthenticatedUsers"] {
+        let members = format!("serviceAccount:lms-bridge-push@{PROJECT}.iam.gserviceaccount.com {public}");
+        let output = fake.run(&[], &[("FAKE_MEMBERS", &members)]);
+        assert!(!output.status.success(), "a public service was accepted");
+        let said = text(&output);
+        assert!(said.contains("DANGER") && said.contains("is public"), "{said}");
+        assert!(fake.called(&["run", "services", "get-iam-policy"]));
+        assert!(!fake.called(&["pubsub", "subscriptions", "create"]), "Pub/Sub was pointed at a public service");
+    }
+}
+
+#[test]
+fn no_secret_is_ever_printed() {
+    // The plan shows where the secrets go, never what they are.
+    for args in [&[][..], &["--edge-key"][..]] {
+        for existing in ["false", "true"] {
+            let plan = plan(args, &[("PLAN_EXISTING", existing)]);
+            assert!(!plan.contains(API_KEY), "the API key leaked into the plan");
+            assert!(plan.contains("/pubsub/push\\?token=\\<secret\\>"), "{plan}");
+            assert!(plan.contains("/tasks/sweep\\?token=\\<secret\\>"), "{plan}");
+        }
+    }
+    // Nor does a real run, failing or not.
+    let fake = FakeDeploy::new();
+    for env in [&[][..], &[("FAKE_FAIL_ON", "scheduler jobs")][..], &[("FAKE_WRANGLER", "fail")][..]] {
+        let output = fake.run(&["--edge-key"], env);
+        let said = text(&output);
+        for secret in [API_KEY, TOKEN, "PRIVATE KEY"] {
+            assert!(!said.contains(secret), "{env:?}: {secret} printed:\n{said}");
+        }
+    }
+}
+
+#[test]
+fn the_edge_key_file_is_removed_on_every_exit_path() {
+    let fake = FakeDeploy::new();
+
+    // Success: the key reaches the Worker, the older key goes, the file goes.
+    let output = fake.run(&["--edge-key"], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(fake.dir.join("wrangler-got-key").exists(), "wrangler did not get the key");
+    assert!(fake.called(&["keys", "delete", "oldkey1"]));
+    assert!(!fake.called(&["keys", "delete", "newkey1"]));
+    assert_eq!(fake.leftovers(), Vec::<PathBuf>::new());
+
+    // wrangler fails; interrupted (TERM) while storing; gcloud fails after the key was stored.
+    for (env, deletes_new_key) in [
+        (&[("FAKE_WRANGLER", "fail")][..], true),
+        (&[("FAKE_WRANGLER", "term")][..], true),
+        (&[("FAKE_FAIL_ON", "keys list")][..], false),
+    ] {
+        let output = fake.run(&["--edge-key"], env);
+        assert!(!output.status.success(), "{env:?}: {}", text(&output));
+        assert!(fake.called(&["keys", "create"]), "{env:?}: no key was made");
+        assert_eq!(fake.leftovers(), Vec::<PathBuf>::new(), "{env:?}: the key file was left behind");
+        // A key the Worker never got is deleted again; one it holds is kept.
+        assert_eq!(fake.called(&["keys", "delete", "newkey1"]), deletes_new_key, "{env:?}");
+    }
+}
+
+#[test]
+fn the_index_file_covers_the_sweep_query_and_the_dockerfile_runs_pinned_and_as_non_root() {
     let root = repo_root();
     let indexes: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("deploy/firestore.indexes.json")).unwrap()).unwrap();
@@ -136,8 +723,77 @@ fn the_index_file_covers_the_sweep_query_and_the_dockerfile_runs_as_non_root() {
         sweep["fields"].as_array().unwrap().iter().map(|f| f["fieldPath"].as_str().unwrap()).collect();
     assert_eq!(fields, ["access", "access_until"]);
     let dockerfile = std::fs::read_to_string(root.join("deploy/Dockerfile")).unwrap();
-    assert_eq!(dockerfile.matches("\nFROM ").count() + usize::from(dockerfile.starts_with("FROM ")), 2, "multi-stage");
+    let froms: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(froms.len(), 2, "multi-stage");
+    for from in froms {
+        let image = from.split_whitespace().nth(1).unwrap();
+        let (tag, digest) = image.split_once("@sha256:").unwrap_or_else(|| panic!("{image} is not pinned by digest"));
+        assert!(tag.contains(':') && !tag.ends_with(":latest"), "{image}: name the tag too");
+        assert!(digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()), "{image}");
+    }
     assert!(dockerfile.contains("USER nonroot") && dockerfile.contains("ENV PORT=8080"));
+}
+
+#[test]
+fn keys_and_build_output_stay_out_of_git_images_and_uploads() {
+    let root = repo_root();
+    // A copy of the ignore files over a tree with every kind of file.
+    let tree = scratch("ignore");
+    for file in [".gitignore", ".dockerignore", ".gcloudignore"] {
+        std::fs::copy(root.join(file), tree.join(file)).unwrap();
+    }
+    let secret = ["edge-key.json", "deploy/sa_key.json", "key.json", ".dev.vars", "deploy/tls.pem", "a.p12", ".env"];
+    let built = ["target/debug/lms-bridge", "node_modules/wrangler/package.json", "edge/build/worker/shim.mjs"];
+    let kept = [
+        "package.json",
+        "deploy/firestore.indexes.json",
+        "tests/fixtures/hotmart/purchase_approved.json",
+        "backend/src/main.rs",
+        "Cargo.lock",
+    ];
+    for file in secret.iter().chain(&built).chain(&kept) {
+        let path = tree.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "x").unwrap();
+    }
+    // git
+    assert!(Command::new("git").args(["init", "-q"]).current_dir(&tree).status().unwrap().success());
+    let ignored = |file: &str| {
+        Command::new("git").args(["check-ignore", "-q", file]).current_dir(&tree).status().unwrap().success()
+    };
+    for file in secret.iter().chain(&built) {
+        assert!(ignored(file), "git would take {file}");
+    }
+    for file in kept {
+        assert!(!ignored(file), "git would leave out {file}");
+    }
+    // gcloud builds submit's upload
+    let gcloud = require("gcloud", "install Debian's google-cloud-cli");
+    let config = scratch("gcloud-config");
+    let upload = Command::new(gcloud)
+        .args(["meta", "list-files-for-upload", "."])
+        .current_dir(&tree)
+        .env("CLOUDSDK_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(upload.status.success(), "{}", String::from_utf8_lossy(&upload.stderr));
+    let uploaded: BTreeSet<String> = String::from_utf8(upload.stdout).unwrap().lines().map(str::to_owned).collect();
+    for file in secret.iter().chain(&built) {
+        assert!(!uploaded.contains(*file), "gcloud would upload {file}");
+    }
+    for file in kept.iter().chain(&[".dockerignore"]) {
+        assert!(uploaded.contains(*file), "gcloud would not upload {file}: {uploaded:?}");
+    }
+    // docker build's context (no docker here: the patterns themselves)
+    let dockerignore = std::fs::read_to_string(root.join(".dockerignore")).unwrap();
+    let patterns: BTreeSet<&str> = dockerignore.lines().filter(|l| !l.starts_with('#')).collect();
+    for pattern in
+        ["target", "node_modules", "edge/build", ".git", "**/*.pem", "**/.dev.vars", "**/*-key.json", "**/key.json"]
+    {
+        assert!(patterns.contains(pattern), ".dockerignore lacks {pattern}");
+    }
+    let _ = std::fs::remove_dir_all(&tree);
+    let _ = std::fs::remove_dir_all(&config);
 }
 
 #[test]
