@@ -88,7 +88,7 @@ impl Edge {
     pub fn log_lines(&self) -> Vec<serde_json::Value> {
         self.output()
             .lines()
-            .filter_map(|l| l.get(l.find("{\"severity\"")?..=l.rfind('}')?))
+            .filter_map(|l| l.get(l.find("{\"")?..=l.rfind('}')?))
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
