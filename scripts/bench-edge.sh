@@ -28,7 +28,7 @@ start gcloud beta emulators pubsub start --quiet --host-port="127.0.0.1:$emu" --
 wait_http "http://127.0.0.1:$emu/"
 curl -fs -X PUT "http://127.0.0.1:$emu/v1/projects/bench/topics/bench" >/dev/null
 start target/debug/pubsub-sink "$sink"
-vars=(--var HOTMART_HOTTOK:bench-hottok --var GCP_PROJECT:bench --var PUBSUB_TOPIC:bench)
+vars=(--var HOTMART_HOTTOK:bench-hottok --var GCP_PROJECT:bench --var PUBSUB_TOPIC:bench --var LMS_BRIDGE_LOCAL:1)
 start wrangler dev --ip 127.0.0.1 --port "$edge_b" --persist-to "$work/b" "${vars[@]}" --var "PUBSUB_EMULATOR_HOST:127.0.0.1:$emu"
 start wrangler dev --ip 127.0.0.1 --port "$edge_c" --persist-to "$work/c" "${vars[@]}" --var "PUBSUB_EMULATOR_HOST:127.0.0.1:$sink"
 wait_http "http://127.0.0.1:$edge_b/healthz"

@@ -62,7 +62,7 @@ target/debug/lms-bridge mappings import deploy/mappings.example.toml
 
 step "edge in workerd (wrangler dev)"
 start edge wrangler dev --ip 127.0.0.1 --port "$EDGE_PORT" --persist-to .dev/wrangler \
-  --var "HOTMART_HOTTOK:$HOTTOK" --var "PUBSUB_EMULATOR_HOST:$PUBSUB_EMULATOR_HOST" \
+  --var "HOTMART_HOTTOK:$HOTTOK" --var "PUBSUB_EMULATOR_HOST:$PUBSUB_EMULATOR_HOST" --var LMS_BRIDGE_LOCAL:1 \
   --var "GCP_PROJECT:$GCP_PROJECT" --var "PUBSUB_TOPIC:lms-bridge-events"
 wait_http "http://127.0.0.1:$EDGE_PORT/healthz" edge
 

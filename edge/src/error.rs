@@ -21,10 +21,8 @@ pub enum EdgeError {
     /// The body is over 1 MiB.
     #[error("body larger than 1 MiB")]
     TooLarge,
-    /// Not `application/json`.
-    #[error("content type must be application/json")]
-    UnsupportedMediaType,
-    /// A secret or setting is missing: refuse loudly rather than run unauthenticated.
+    /// A secret or setting is missing or unusable: refuse loudly rather than run
+    /// unauthenticated. The text is fixed (a setting's name, never its value).
     #[error("edge misconfigured: {0}")]
     Misconfigured(String),
     /// Neither Pub/Sub nor the queue took the event; the sender should retry.
@@ -51,7 +49,6 @@ impl EdgeError {
             EdgeError::MethodNotAllowed(_) => (405, "method_not_allowed"),
             EdgeError::Unauthorized(_) => (401, "unauthorized"),
             EdgeError::TooLarge => (413, "payload_too_large"),
-            EdgeError::UnsupportedMediaType => (415, "unsupported_media_type"),
             EdgeError::Misconfigured(_) => (500, "misconfigured"),
             EdgeError::Unavailable(_) => (503, "unavailable"),
             EdgeError::Runtime(_) => (500, "internal"),

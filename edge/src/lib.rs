@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod log;
 mod publish;
+mod schedule;
 mod token;
 
 use config::Config;
@@ -21,6 +22,8 @@ use worker::{event, Context, Env, MessageBatch, MessageExt, Method, QueueRetryOp
 const MAX_BODY: usize = 1024 * 1024;
 /// The Cloudflare Queue binding that parks events while Pub/Sub is unavailable.
 const QUEUE_BINDING: &str = "EVENTS_QUEUE";
+/// The dead-letter queue of the parking queue (wrangler.toml); this Worker consumes it too.
+const DEAD_LETTER_QUEUE: &str = "lms-bridge-events-dlq";
 
 fn now() -> Timestamp {
     // Date::now() is the Workers clock; it cannot be out of `Timestamp`'s range.
@@ -64,8 +67,11 @@ async fn route(mut req: Request, env: &Env, line: &mut log::Line) -> Result<Resp
     if req.method() != Method::Post {
         return Err(EdgeError::MethodNotAllowed("POST"));
     }
-    let config = Config::from_env(env, &source_name)?;
-    let source = source::by_name(&source_name, &config.secrets).ok_or(EdgeError::NotFound)?;
+    let mut config = Config::from_env(env, &source_name)?;
+    // The plain secrets live only until the source holds them (as digests and a scrubber).
+    let secrets = std::mem::take(&mut config.secrets);
+    let source = source::by_name(&source_name, &secrets).ok_or(EdgeError::NotFound)?;
+    drop(secrets);
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let received_at = now();
     // Credentials first: nothing about an unauthenticated request is worth reading.
@@ -76,15 +82,23 @@ async fn route(mut req: Request, env: &Env, line: &mut log::Line) -> Result<Resp
         }
     }
     let content_type = req.headers().get("content-type")?.unwrap_or_default();
-    if !is_json(&content_type) {
-        return Err(EdgeError::UnsupportedMediaType);
-    }
     let body = read_limited(&mut req).await?;
 
-    let (event, quarantined) = match source.normalize(&body, received_at) {
-        Ok(event) => (event, false),
-        Err(reason) => (source.quarantine(&body, &reason, received_at), true),
+    // Authenticated but unusable is kept, not refused: a refusal can get the webhook
+    // deactivated by the platform, and the event would be lost.
+    let normalized = if is_json(&content_type) {
+        source.normalize(&body, received_at)
+    } else {
+        Err(source::NormalizeError::unexpected_content_type(&content_type))
     };
+    let (event, quarantined) = match normalized {
+        Ok(event) => (event, false),
+        Err(reason) => {
+            line.quarantined = Some(reason.code());
+            (source.quarantine(&body, &reason, received_at), true)
+        }
+    };
+    drop(source);
     line.event_id = Some(event.id.to_string());
     line.student = event.student_key().map(ToString::to_string);
     line.change = Some(event.change.kind());
@@ -106,17 +120,30 @@ async fn deliver(event: &Event, config: &Config, env: &Env) -> Result<&'static s
         Ok(()) => return Ok("pubsub"),
         Err(e) => e,
     };
-    log::warn(
-        "pubsub publish failed; parking the event in the queue",
-        &publish_error.to_string(),
-        "event_id",
-        &event.id,
-    );
+    let detail = publish_error.to_string();
+    if publish_error.is_persistent() {
+        log::error(publish::PERSISTENT, Some(&detail), "event_id", &event.id);
+    } else {
+        log::warn("pubsub publish failed; parking the event in the queue", Some(&detail), "event_id", &event.id);
+    }
+    // A queue message holds 128 KB: a larger event (a big quarantined body) is parked with the
+    // digest and the first bytes of its body instead of the whole.
+    let fitted = source::fit_raw(event, schedule::QUEUE_EVENT_LIMIT)
+        .map_err(|e| EdgeError::Unavailable(format!("pubsub: {detail}; queue: {e}")))?;
+    if fitted.is_some() {
+        log::warn(
+            "event over the queue message limit; parked with its raw body truncated (raw_truncated, raw_sha256)",
+            None,
+            "event_id",
+            &event.id,
+        );
+    }
+    let parked = fitted.as_ref().unwrap_or(event);
     let queue = env.queue(QUEUE_BINDING).map_err(|e| EdgeError::Unavailable(format!("queue binding: {e}")))?;
-    let body = String::from_utf8_lossy(&event.to_json()).into_owned();
+    let body = String::from_utf8_lossy(&parked.to_json()).into_owned();
     match queue.send(body).await {
         Ok(()) => Ok("queue"),
-        Err(e) => Err(EdgeError::Unavailable(format!("pubsub: {publish_error}; queue: {e}"))),
+        Err(e) => Err(EdgeError::Unavailable(format!("pubsub: {detail}; queue: {e}"))),
     }
 }
 
@@ -142,34 +169,80 @@ async fn read_limited(req: &mut Request) -> Result<Vec<u8>, EdgeError> {
 
 #[event(queue)]
 async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
+    if batch.queue() == DEAD_LETTER_QUEUE {
+        return dead_letters(batch, env).await;
+    }
     let config = config::PubsubConfig::from_env(&env);
     for message in batch.messages()? {
         let event = match Event::from_json(message.body().as_bytes()) {
             Ok(event) => event,
-            Err(e) => {
+            Err(_) => {
                 // A parked event that no longer reads is a bug here, not a transient failure;
                 // the binding has no "dead-letter now", so it runs out its retries into the DLQ.
-                log::warn("parked message is not an event", &e.to_string(), "message_id", &message.id());
+                // Never the parser's text: it may quote the message (emails).
+                log::error("parked message is not a readable event", None, "message_id", &message.id());
                 message.retry();
                 continue;
             }
         };
         let outcome = match &config {
-            Ok(config) => publish::publish_with_retry(config, &event).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(config) => {
+                publish::publish_with_retry(config, &event).await.map_err(|e| (e.is_persistent(), e.to_string()))
+            }
+            Err(e) => Err((true, e.to_string())),
         };
         match outcome {
             Ok(()) => {
                 log::queue_delivered(&event.id);
                 message.ack();
             }
-            Err(e) => {
-                // Back off in proportion to how long the event has been parked (2 s to 5 min):
-                // exponential in effect, and the binding exposes no attempt count.
-                let age_secs = worker::Date::now().as_millis().saturating_sub(message.timestamp().as_millis()) / 1000;
-                let delay = u32::try_from(age_secs / 2).unwrap_or(u32::MAX).clamp(2, 300);
-                log::warn("queue delivery failed; will retry", &e, "event_id", &event.id);
+            Err((persistent, detail)) => {
+                // Back off with the event's age (it survives a trip through the dead-letter
+                // queue, unlike the message's timestamp): see `schedule`.
+                let age_ms = now().unix_millis().saturating_sub(event.received_at.unix_millis());
+                let delay = schedule::retry_delay_secs(u64::try_from(age_ms / 1000).unwrap_or(0));
+                if persistent {
+                    log::error(publish::PERSISTENT, Some(&detail), "event_id", &event.id);
+                } else {
+                    log::warn("queue delivery failed; will retry", Some(&detail), "event_id", &event.id);
+                }
                 message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The dead-letter queue: an event that ran out of retries (about seven days of them) goes
+/// back to the parking queue for another round, with an ERROR line for an operator. Nothing
+/// dead-ends in a queue nobody reads.
+async fn dead_letters(batch: MessageBatch<String>, env: Env) -> worker::Result<()> {
+    let queue = env.queue(QUEUE_BINDING)?;
+    for message in batch.messages()? {
+        let Ok(event) = Event::from_json(message.body().as_bytes()) else {
+            // Unreadable: re-parking would only loop. It stays here, visible, for an operator.
+            log::error(
+                "dead-lettered message is not a readable event; left in the dead-letter queue",
+                None,
+                "message_id",
+                &message.id(),
+            );
+            message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(43_200).build());
+            continue;
+        };
+        match queue.send(message.body().clone()).await {
+            Ok(()) => {
+                log::error(
+                    "parked event ran out of retries; re-parked from the dead-letter queue (pubsub unreachable for days?)",
+                    None,
+                    "event_id",
+                    &event.id,
+                );
+                message.ack();
+            }
+            Err(_) => {
+                log::error("re-parking a dead-lettered event failed; will retry", None, "event_id", &event.id);
+                message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(60).build());
             }
         }
     }

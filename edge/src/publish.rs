@@ -12,32 +12,57 @@ use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestIni
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(2_000);
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-/// Why a publish failed.
+/// Logged at ERROR (not as a routine retry warning) when Pub/Sub refuses the publisher itself:
+/// retrying will not help until someone fixes the key, its role or the topic.
+pub const PERSISTENT: &str = "pubsub refuses this publisher (401/403/404 or an unusable key): \
+     check GCP_SERVICE_ACCOUNT_KEY, its publisher role on the topic, GCP_PROJECT and PUBSUB_TOPIC";
+
+/// Why a publish failed. Every text is a status, a code or a fixed phrase: Pub/Sub's error
+/// bodies and the runtime's messages are not copied whole into logs.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// No answer in time.
     #[error("publish timed out after {0:?}")]
     Timeout(Duration),
     /// Pub/Sub answered with an error status.
-    #[error("publish answered {status}: {body}")]
+    #[error("publish answered {status} {reason}")]
     Status {
         /// HTTP status.
         status: u16,
-        /// Start of the error body.
-        body: String,
+        /// Google's status code (`PERMISSION_DENIED`, …), if the body names one.
+        reason: String,
     },
-    /// The token could not be made.
+    /// The token could not be made (a fixed text).
     #[error("signing the access token failed: {0}")]
-    Token(String),
+    Token(&'static str),
     /// The request could not be sent.
     #[error("publish request failed: {0}")]
     Fetch(#[from] worker::Error),
 }
 
-/// Publishes, retrying once after a short pause.
+impl PublishError {
+    /// Whether the failure is about the publisher itself (credentials, permission, topic),
+    /// which no retry fixes.
+    pub fn is_persistent(&self) -> bool {
+        matches!(self, PublishError::Token(_) | PublishError::Status { status: 401 | 403 | 404, .. })
+    }
+}
+
+/// Google's `error.status` from an error body: upper-case letters and `_` only, or nothing.
+fn google_status(body: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let status = value["error"]["status"].as_str().unwrap_or_default();
+    if status.len() <= 40 && status.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+        status.to_owned()
+    } else {
+        String::new()
+    }
+}
+
+/// Publishes, retrying once after a short pause (not when the publisher itself is refused).
 pub async fn publish_with_retry(config: &PubsubConfig, event: &Event) -> Result<(), PublishError> {
     match publish(config, event).await {
-        Err(PublishError::Token(e)) => Err(PublishError::Token(e)),
+        Err(e) if e.is_persistent() => Err(e),
         Err(_) => {
             Delay::from(RETRY_PAUSE).await;
             publish(config, event).await
@@ -77,5 +102,5 @@ async fn publish(config: &PubsubConfig, event: &Event) -> Result<(), PublishErro
         return Ok(());
     }
     let text = response.text().await.unwrap_or_default();
-    Err(PublishError::Status { status, body: text.chars().take(200).collect() })
+    Err(PublishError::Status { status, reason: google_status(&text) })
 }

@@ -30,7 +30,7 @@ fn now_secs() -> i64 {
 }
 
 /// A valid bearer token for `key`, signed now or reused from the cache.
-pub async fn bearer(key: &ServiceAccountKey) -> Result<String, String> {
+pub async fn bearer(key: &ServiceAccountKey) -> Result<String, &'static str> {
     let now = now_secs();
     let cached = CACHE.with_borrow(|c| {
         c.as_ref()
@@ -41,7 +41,7 @@ pub async fn bearer(key: &ServiceAccountKey) -> Result<String, String> {
         return Ok(token);
     }
     let (input, expires_at) = key.jwt_signing_input(now);
-    let signature = sign(key, input.as_bytes()).await.map_err(|e| format!("{e:?}"))?;
+    let signature = sign(key, input.as_bytes()).await?;
     use base64::Engine as _;
     let token = format!("{input}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature));
     CACHE.with_borrow_mut(|c| {
@@ -50,16 +50,27 @@ pub async fn bearer(key: &ServiceAccountKey) -> Result<String, String> {
     Ok(token)
 }
 
-async fn sign(key: &ServiceAccountKey, data: &[u8]) -> Result<Vec<u8>, JsValue> {
-    let der = key.private_key_der().map_err(|e| JsValue::from_str(&e.to_string()))?;
+/// Signs with Web Crypto. Errors are fixed texts: the runtime's messages are not needed to
+/// act, and a key's bytes must never ride along in one.
+async fn sign(key: &ServiceAccountKey, data: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let der = key.private_key_der().map_err(|_| crate::config::KEY_NOT_PEM)?;
+    let crypto_key = import(&der).await.map_err(|_| "the private key could not be imported (not PKCS#8 RSA)")?;
+    sign_with(&crypto_key, data).await.map_err(|_| "Web Crypto could not sign")
+}
+
+async fn import(der: &[u8]) -> Result<CryptoKey, JsValue> {
     let subtle = worker::js_sys::global().unchecked_into::<WorkerGlobalScope>().crypto()?.subtle();
     let algorithm = Object::new();
     Reflect::set(&algorithm, &"name".into(), &ALGORITHM.into())?;
     Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into())?;
     let usages = Array::of1(&"sign".into());
-    let der = Uint8Array::from(der.as_slice());
+    let der = Uint8Array::from(der);
     let imported = subtle.import_key_with_object("pkcs8", &der, &algorithm, false, &usages)?;
-    let crypto_key: CryptoKey = JsFuture::from(imported).await?.unchecked_into();
-    let signed = JsFuture::from(subtle.sign_with_str_and_u8_array(ALGORITHM, &crypto_key, data)?).await?;
+    Ok(JsFuture::from(imported).await?.unchecked_into())
+}
+
+async fn sign_with(crypto_key: &CryptoKey, data: &[u8]) -> Result<Vec<u8>, JsValue> {
+    let subtle = worker::js_sys::global().unchecked_into::<WorkerGlobalScope>().crypto()?.subtle();
+    let signed = JsFuture::from(subtle.sign_with_str_and_u8_array(ALGORITHM, crypto_key, data)?).await?;
     Ok(Uint8Array::new(&signed).to_vec())
 }

@@ -55,6 +55,12 @@ pub struct Event {
     /// Base64 of the raw body (credentials removed); only on `unparsed` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+    /// `raw` holds only the first bytes of the body: the whole did not fit a queue message.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_truncated: bool,
+    /// sha256 hex of the whole (redacted) body, when `raw` is truncated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_sha256: Option<String>,
 }
 
 /// The student an event concerns.
@@ -304,6 +310,8 @@ mod tests {
             subscription: None,
             amount: None,
             raw: None,
+            raw_truncated: false,
+            raw_sha256: None,
         }
     }
 

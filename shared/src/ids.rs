@@ -163,15 +163,17 @@ impl fmt::Display for SourceName {
     }
 }
 
-/// A student's email, trimmed and lowercased.
+/// A student's email, trimmed and ASCII-lowercased.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
 
 impl Email {
-    /// Trims and lowercases, then checks the shape `local@domain` without spaces.
+    /// Trims and lowercases ASCII letters only, then checks the shape `local@domain` without
+    /// spaces. Non-ASCII letters are kept as sent: Unicode case rules (`İ` → `i̇`, final sigma,
+    /// …) would change a mailbox name, and with it the student key.
     pub fn parse(value: impl AsRef<str>) -> Result<Self, IdError> {
-        let value = value.as_ref().trim().to_lowercase();
+        let value = value.as_ref().trim().to_ascii_lowercase();
         if value.is_empty() {
             return Err(IdError::Empty { kind: "email" });
         }
@@ -270,6 +272,14 @@ mod tests {
         assert_eq!(email.as_str(), "ana.souza@example.com");
         // sha256("ana.souza@example.com"), computed independently with `sha256sum`.
         assert_eq!(email.student_key().as_str(), "7fd726011aa08d90d14a923ea0e5e3edf63bfe14b51ee6f6429483118d197c9b");
+    }
+
+    #[test]
+    fn email_lowercases_ascii_only() {
+        // A Unicode local part is kept as sent; only ASCII letters are folded.
+        let email = Email::parse("ÁNA.İlker.Σ@Exämple.COM").unwrap();
+        assert_eq!(email.as_str(), "Ána.İlker.Σ@exämple.com");
+        assert_eq!(Email::parse("ΣΊΣΥΦΟΣ@x.com").unwrap().as_str(), "ΣΊΣΥΦΟΣ@x.com");
     }
 
     #[test]

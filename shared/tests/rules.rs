@@ -60,6 +60,8 @@ fn fact(id: &str, email: &str, change: Change, at: Timestamp, charge: Option<(&s
         subscription: None,
         amount: None,
         raw: None,
+        raw_truncated: false,
+        raw_sha256: None,
     }
 }
 

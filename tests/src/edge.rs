@@ -9,15 +9,22 @@ pub const HOTTOK: &str = "test-hottok-7f3a";
 
 /// A running `wrangler dev`.
 pub struct Edge {
-    _service: Service,
+    service: Service,
     /// `http://127.0.0.1:port`.
     pub url: String,
 }
 
 impl Edge {
     /// Starts the Worker with these variables (on top of wrangler.toml's), state kept in a
-    /// fresh directory so queues start empty.
+    /// fresh directory so queues start empty. Naming `PUBSUB_EMULATOR_HOST` turns on local
+    /// mode (`LMS_BRIDGE_LOCAL=1`, without which the edge refuses the emulator) unless `vars`
+    /// set `LMS_BRIDGE_LOCAL` themselves.
     pub fn start(name: &str, vars: &[(&str, &str)]) -> Self {
+        Self::start_env(name, None, vars)
+    }
+
+    /// [`Edge::start`] with a wrangler.toml environment (`--env`).
+    pub fn start_env(name: &str, env: Option<&str>, vars: &[(&str, &str)]) -> Self {
         let root = crate::repo_root();
         let wrangler = root.join("node_modules/.bin/wrangler");
         require(wrangler.to_str().unwrap(), "run `make setup` (npm ci installs the pinned wrangler)");
@@ -37,15 +44,53 @@ impl Edge {
             .env("PATH", path)
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true");
+        if let Some(env) = env {
+            command.args(["--env", env]);
+        }
         for (key, value) in vars {
             command.arg("--var").arg(format!("{key}:{value}"));
         }
+        let names: Vec<&str> = vars.iter().map(|(k, _)| *k).collect();
+        if names.contains(&"PUBSUB_EMULATOR_HOST") && !names.contains(&"LMS_BRIDGE_LOCAL") {
+            command.args(["--var", "LMS_BRIDGE_LOCAL:1"]);
+        }
+        // A fresh log: tests read it back (`Edge::output`).
+        let _ = std::fs::remove_file(root.join(format!("target/test-logs/wrangler-{name}.log")));
+        // One start at a time: each runs the build command, and two builds must not race.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let mut service = Service::spawn(&format!("wrangler-{name}"), command);
         let url = format!("http://127.0.0.1:{port}");
         let health = format!("{url}/healthz");
         // The first start builds the Worker (cargo + wasm-bindgen + wasm-opt).
         service.wait_until(Duration::from_secs(600), || http_ok(&health));
-        Self { _service: service, url }
+        Self { service, url }
+    }
+
+    /// Everything wrangler and the Worker printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.service.log).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits up to `timeout` for the output to contain `needle`; returns whether it did.
+    pub fn wait_for_output(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.output().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        false
+    }
+
+    /// The JSON log lines the Worker printed (wrangler's own lines skipped).
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.output()
+            .lines()
+            .filter_map(|l| l.get(l.find("{\"")?..=l.rfind('}')?))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Posts a webhook with the given token (None: no header) and content type.
@@ -67,6 +112,11 @@ impl Edge {
 
     /// Posts a Hotmart webhook the way Hotmart does.
     pub fn hotmart(&self, body: Vec<u8>) -> (u16, serde_json::Value) {
-        self.post("/webhooks/hotmart", Some(HOTTOK), "application/json", body)
+        self.hotmart_with(HOTTOK, body)
+    }
+
+    /// Posts a Hotmart webhook with this hottok.
+    pub fn hotmart_with(&self, hottok: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+        self.post("/webhooks/hotmart", Some(hottok), "application/json", body)
     }
 }

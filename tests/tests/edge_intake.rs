@@ -96,13 +96,13 @@ fn refused_requests_get_their_json_error_and_publish_nothing() {
         ("garbage without token", "/webhooks/hotmart", None, json, b"{{{".to_vec(), 401, "unauthorized"),
         ("oversize", "/webhooks/hotmart", Some(HOTTOK), json, vec![b' '; 1024 * 1024 + 1], 413, "payload_too_large"),
         (
-            "form body",
+            "form body without token",
             "/webhooks/hotmart",
-            Some(HOTTOK),
+            None,
             "application/x-www-form-urlencoded",
             body.clone(),
-            415,
-            "unsupported_media_type",
+            401,
+            "unauthorized",
         ),
         ("unknown source", "/webhooks/paypal", Some(HOTTOK), json, body.clone(), 404, "unknown_source"),
         ("unknown path", "/hooks", Some(HOTTOK), json, body.clone(), 404, "not_found"),
@@ -162,6 +162,94 @@ fn an_authenticated_payload_that_cannot_be_normalized_arrives_as_unparsed() {
             assert_eq!(kept, not_json);
         }
     }
+}
+
+/// An authenticated request that is not JSON by its content type is quarantined, not refused
+/// (a refusal risks the platform deactivating the webhook); the hottok never stays in it.
+#[test]
+fn an_authenticated_request_with_another_content_type_is_quarantined() {
+    let (_turn, stack) = stack();
+    let sub = subscribe(stack, "content-type");
+    let form = format!("hottok={HOTTOK}&id=form-1").into_bytes();
+    let cases: [(&str, &[u8]); 3] = [
+        ("application/x-www-form-urlencoded", &form),
+        ("text/plain; charset=utf-8", b"plain text"),
+        ("", b"{\"no\":\"content type\"}"),
+    ];
+    for (content_type, body) in cases {
+        let (status, answer) = stack.edge.post("/webhooks/hotmart", Some(HOTTOK), content_type, body.to_vec());
+        assert_eq!((status, answer["status"].as_str()), (200, Some("quarantined")), "{content_type}: {answer}");
+    }
+    let pulled = stack.emulator.client().pull_exactly(&sub, 3, Duration::from_secs(30), Duration::from_secs(2));
+    assert_eq!(pulled.len(), 3);
+    let mut reasons: Vec<String> = Vec::new();
+    for message in &pulled {
+        let event = message.json();
+        assert_eq!(event["change"]["type"], "unparsed");
+        reasons.push(event["change"]["reason"].as_str().unwrap().to_owned());
+        let kept = base64::engine::general_purpose::STANDARD.decode(event["raw"].as_str().unwrap()).unwrap();
+        let kept = String::from_utf8(kept).unwrap();
+        assert!(!kept.contains(HOTTOK), "{kept}");
+        if kept.contains("form-1") {
+            assert_eq!(kept, "hottok=&id=form-1");
+        }
+    }
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "unexpected content type \"\"",
+            "unexpected content type \"application/x-www-form-urlencoded\"",
+            "unexpected content type \"text/plain\"",
+        ]
+    );
+}
+
+/// The hottok is cut out of a quarantined body by value, whatever its shape and spelling, and
+/// the quarantine is logged at WARNING with its reason code, never the body.
+#[test]
+fn quarantined_bodies_lose_the_hottok_in_every_shape_and_are_logged_at_warning() {
+    let (_turn, stack) = stack();
+    let sub = subscribe(stack, "hottok-shapes");
+    let escaped: String = HOTTOK.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+    let bodies: Vec<Vec<u8>> = vec![
+        format!("\u{feff}{{\"hottok\":\"{HOTTOK}\",\"id\":\"bom\"}}").into_bytes(),
+        format!(r#"[{{"hottok":"{HOTTOK}","id":"array"}}]"#).into_bytes(),
+        format!(r#"{{"id":"nested","data":{{"HOTTOK":"{HOTTOK}","Hottok":"x"}}}}"#).into_bytes(),
+        format!(r#"{{"id":"in-a-string","note":"the token is {HOTTOK}!"}}"#).into_bytes(),
+        format!(r#"{{"id":"escaped","x":"{escaped}"}}"#).into_bytes(),
+        format!("not json at all {HOTTOK}").into_bytes(),
+    ];
+    let mut ids = Vec::new();
+    for body in &bodies {
+        let (status, answer) = stack.edge.hotmart(body.clone());
+        assert_eq!((status, answer["status"].as_str()), (200, Some("quarantined")), "{answer}");
+        ids.push(answer["event_id"].as_str().unwrap().to_owned());
+    }
+    let pulled =
+        stack.emulator.client().pull_exactly(&sub, bodies.len(), Duration::from_secs(30), Duration::from_secs(2));
+    assert_eq!(pulled.len(), bodies.len());
+    for message in &pulled {
+        let event = message.json();
+        let kept = base64::engine::general_purpose::STANDARD.decode(event["raw"].as_str().unwrap()).unwrap();
+        let kept = String::from_utf8_lossy(&kept);
+        assert!(!kept.contains(HOTTOK) && !kept.contains(&escaped), "{kept}");
+        if serde_json::from_slice::<serde_json::Value>(kept.as_bytes()).is_ok() {
+            assert!(!kept.to_lowercase().contains("\"hottok\""), "{kept}");
+        }
+        assert!(!String::from_utf8_lossy(&message.data).contains(HOTTOK));
+    }
+    // Each quarantine has its WARNING line: the event id and the reason code, no body.
+    let lines = stack.edge.log_lines();
+    for id in &ids {
+        let line = lines.iter().find(|l| l["event_id"] == id.as_str()).unwrap_or_else(|| panic!("no line for {id}"));
+        assert_eq!(line["severity"], "WARNING", "{line}");
+        let code = line["quarantined"].as_str().unwrap_or_default();
+        assert!(["malformed_body", "missing_field"].contains(&code), "{line}");
+    }
+    let output = stack.edge.output();
+    assert!(!output.contains(HOTTOK), "the hottok reached the edge output");
+    assert!(!output.contains("in-a-string") && !output.contains("not json at all"), "a body reached the log");
 }
 
 #[test]

@@ -132,6 +132,8 @@ impl Event {
             subscription: self.subscription,
             amount: self.amount,
             raw: self.raw,
+            raw_truncated: false,
+            raw_sha256: None,
         }
     }
 }

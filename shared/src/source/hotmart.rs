@@ -4,6 +4,7 @@
 //! every field by meaning, every form seen accepted, and only what the change needs required.
 
 use super::loose::{Flag, Instant, List, Obj, Text};
+use super::redact::{remove_secret_keys, Scrubber};
 use super::{Headers, NormalizeError, Source, VerifyError};
 use crate::event::{Amount, Change, Charge, Event, Product, RevokeReason, Student, Subscription, SCHEMA};
 use crate::ids::{ChargeId, Email, EventId, GrantId, ProductId, SourceName};
@@ -18,11 +19,19 @@ pub const NAME: &str = "hotmart";
 /// The header that carries the hottok.
 pub const HOTTOK_HEADER: &str = "X-HOTMART-HOTTOK";
 
+/// Longest name kept (student and product names): a megabyte of name must not travel on to
+/// Firestore's 1 MiB document limit or the LMS.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest other free text kept (offer, plan, status, event name, amount).
+pub const MAX_TEXT_CHARS: usize = 256;
+
 /// The Hotmart source, holding the accepted hottoks (several during a rotation).
 #[derive(Clone)]
 pub struct Hotmart {
     /// sha256 of each accepted token: equal-length values for a constant-time compare.
     hottoks: Vec<[u8; 32]>,
+    /// The tokens in the one form that can only cut them out of bodies (never printed).
+    scrubber: Scrubber,
 }
 
 impl std::fmt::Debug for Hotmart {
@@ -34,9 +43,9 @@ impl std::fmt::Debug for Hotmart {
 impl Hotmart {
     /// A source accepting any of these tokens; blank ones are ignored.
     pub fn new(hottoks: impl IntoIterator<Item = String>) -> Self {
-        let hottoks =
-            hottoks.into_iter().filter(|t| !t.trim().is_empty()).map(|t| Sha256::digest(t.as_bytes()).into()).collect();
-        Self { hottoks }
+        let plain: Vec<String> = hottoks.into_iter().filter(|t| !t.trim().is_empty()).collect();
+        let hottoks = plain.iter().map(|t| Sha256::digest(t.as_bytes()).into()).collect();
+        Self { hottoks, scrubber: Scrubber::new(&plain) }
     }
 }
 
@@ -69,15 +78,10 @@ impl Source for Hotmart {
     }
 
     fn redact(&self, body: &[u8]) -> Vec<u8> {
-        // The body `hottok` is the secret itself. Re-serialize only when it is there, so
-        // other bodies are kept byte for byte.
-        match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(serde_json::Value::Object(mut map)) if map.contains_key("hottok") => {
-                map.remove("hottok");
-                serde_json::to_vec(&map).unwrap_or_default()
-            }
-            _ => body.to_vec(),
-        }
+        // By value: every configured token, however it is spelled, wherever it is. Then by
+        // name: `hottok` keys at any depth. Bodies without such keys keep their bytes.
+        let scrubbed = self.scrubber.scrub(body);
+        remove_secret_keys(&scrubbed).unwrap_or(scrubbed)
     }
 }
 
@@ -217,11 +221,11 @@ fn email(text: &Text, field: &'static str) -> Result<Email, NormalizeError> {
 }
 
 fn student(person: &Person, email: Email) -> Student {
-    let owned = |t: &Text| t.get().map(str::to_owned);
+    let clipped = |t: &Text| name(t.get());
     Student {
-        name: owned(&person.name),
-        first_name: owned(&person.first_name),
-        last_name: owned(&person.last_name),
+        name: clipped(&person.name),
+        first_name: clipped(&person.first_name),
+        last_name: clipped(&person.last_name),
         ..Student::new(email)
     }
 }
@@ -236,8 +240,22 @@ fn grant_id(raw: Option<&str>, field: &'static str) -> Result<GrantId, Normalize
     GrantId::parse(raw).map_err(|e| NormalizeError::InvalidField { field, reason: e.to_string() })
 }
 
+/// At most `max` characters of `text`.
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+/// Free text, clipped to [`MAX_TEXT_CHARS`].
 fn owned(text: Option<&str>) -> Option<String> {
-    text.map(str::to_owned)
+    text.map(|t| clip(t, MAX_TEXT_CHARS))
+}
+
+/// A name, clipped to [`MAX_NAME_CHARS`].
+fn name(text: Option<&str>) -> Option<String> {
+    text.map(|t| clip(t, MAX_NAME_CHARS))
 }
 
 /// What a family extracts beyond the envelope.
@@ -267,7 +285,7 @@ fn purchase(data: &Data, change: Change) -> Result<Parts, NormalizeError> {
     );
     let product = Product {
         id: product_id(raw_product, "data.product.id")?,
-        name: owned(raw_product.and_then(|p| p.name.get())),
+        name: name(raw_product.and_then(|p| p.name.get())),
         offer: owned(purchase.and_then(|p| p.offer.get()).or(data.offer.get()).and_then(Offer::code)),
         plan: owned(sub.and_then(|s| s.plan.get()).and_then(|p| p.id.get())),
     };
@@ -299,7 +317,10 @@ fn purchase(data: &Data, change: Change) -> Result<Parts, NormalizeError> {
         next_charge_at: next_charge,
     });
     let amount = purchase.and_then(|p| p.price.get()).and_then(|price| {
-        Some(Amount { value: price.value.get()?.to_owned(), currency: price.currency_value.get()?.to_owned() })
+        Some(Amount {
+            value: clip(price.value.get()?, MAX_TEXT_CHARS),
+            currency: clip(price.currency_value.get()?, MAX_TEXT_CHARS),
+        })
     });
     Ok(Parts {
         change,
@@ -328,7 +349,7 @@ fn cancellation(data: &Data) -> Result<Parts, NormalizeError> {
         student: Some(student(subscriber.unwrap_or(&Person::default()), email)),
         product: Some(Product {
             id: product_id(raw_product, "data.product.id")?,
-            name: owned(raw_product.and_then(|p| p.name.get())),
+            name: name(raw_product.and_then(|p| p.name.get())),
             offer: None,
             plan: owned(plan),
         }),
@@ -347,15 +368,15 @@ fn switch_plan(data: &Data) -> Result<Parts, NormalizeError> {
     let current = data.plans.0.iter().find(|p| p.current.0 == Some(true));
     let plan = required(current.and_then(|p| p.id.get()), "data.plans[current].id")?;
     Ok(Parts {
-        change: Change::PlanChange { plan: plan.to_owned() },
+        change: Change::PlanChange { plan: clip(plan, MAX_TEXT_CHARS) },
         business_time: data.switch_plan_date.0,
         charge: None,
         student: Some(student(user.unwrap_or(&Person::default()), email)),
         product: Some(Product {
             id: product_id(raw_product, "data.subscription.product.id")?,
-            name: owned(raw_product.and_then(|p| p.name.get())),
+            name: name(raw_product.and_then(|p| p.name.get())),
             offer: owned(current.and_then(|p| p.offer.get()).and_then(Offer::code)),
-            plan: Some(plan.to_owned()),
+            plan: Some(clip(plan, MAX_TEXT_CHARS)),
         }),
         subscription: Some(Subscription {
             code: grant.clone(),
@@ -391,7 +412,7 @@ fn charge_date(data: &Data) -> Result<Parts, NormalizeError> {
         student: Some(student(subscriber.unwrap_or(&Person::default()), email)),
         product: Some(Product {
             id: product_id(raw_product, "data.subscription.product.id")?,
-            name: owned(raw_product.and_then(|p| p.name.get())),
+            name: name(raw_product.and_then(|p| p.name.get())),
             offer: owned(plan.and_then(|p| p.offer.get()).and_then(Offer::code)),
             plan: owned(plan.and_then(|p| p.id.get())),
         }),
@@ -410,7 +431,7 @@ fn info(data: &Data) -> Parts {
         .find_map(|p| Some((p, Email::parse(p.email.get()?).ok()?)));
     let raw_product = data.product.get().or(sub.and_then(|s| s.product.get()));
     let product = raw_product.and_then(|p| {
-        Some(Product { id: ProductId::parse(p.id.get()?).ok()?, name: owned(p.name.get()), offer: None, plan: None })
+        Some(Product { id: ProductId::parse(p.id.get()?).ok()?, name: name(p.name.get()), offer: None, plan: None })
     });
     Parts {
         change: Change::Info,
@@ -476,7 +497,7 @@ pub fn normalize(body: &[u8], received_at: Timestamp) -> Result<Event, Normalize
         schema: Cow::Borrowed(SCHEMA),
         id,
         source: SourceName::trusted(NAME.to_owned()),
-        source_event: name.to_owned(),
+        source_event: clip(name, MAX_TEXT_CHARS),
         change: parts.change,
         occurred_at,
         received_at,
@@ -489,5 +510,7 @@ pub fn normalize(body: &[u8], received_at: Timestamp) -> Result<Event, Normalize
         subscription: parts.subscription,
         amount: parts.amount,
         raw: None,
+        raw_truncated: false,
+        raw_sha256: None,
     })
 }

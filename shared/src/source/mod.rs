@@ -6,6 +6,7 @@
 
 pub mod hotmart;
 mod loose;
+pub mod redact;
 
 use crate::event::{Change, Event, SCHEMA};
 use crate::ids::{EventId, SourceName};
@@ -74,6 +75,10 @@ pub enum NormalizeError {
         /// What is wrong.
         reason: String,
     },
+    /// An authenticated request whose content type is not JSON (kept, not refused: a refusal
+    /// can get the webhook deactivated by the platform).
+    #[error("unexpected content type {0:?}")]
+    UnexpectedContentType(String),
 }
 
 impl NormalizeError {
@@ -83,7 +88,14 @@ impl NormalizeError {
             NormalizeError::NotJson(_) => "malformed_body",
             NormalizeError::MissingField(_) => "missing_field",
             NormalizeError::InvalidField { .. } => "invalid_field",
+            NormalizeError::UnexpectedContentType(_) => "unexpected_content_type",
         }
+    }
+
+    /// The error for a content type: its essence, at most 100 characters of it.
+    pub fn unexpected_content_type(content_type: &str) -> Self {
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        NormalizeError::UnexpectedContentType(essence.chars().take(100).collect())
     }
 }
 
@@ -109,6 +121,8 @@ pub trait Source {
     /// An authenticated body that could not be normalized, kept as `unparsed` for replay.
     fn quarantine(&self, body: &[u8], reason: &NormalizeError, received_at: Timestamp) -> Event {
         let redacted = self.redact(body);
+        // The reason may quote the body (parser messages do): it is scrubbed the same way.
+        let reason = String::from_utf8_lossy(&self.redact(reason.to_string().as_bytes())).into_owned();
         let source = self.name();
         // Same bytes, same id: resends of a broken delivery dedupe like any other event.
         let digest = hex::encode(Sha256::digest(&redacted));
@@ -118,7 +132,7 @@ pub trait Source {
             id,
             source,
             source_event: "UNPARSED".to_owned(),
-            change: Change::Unparsed { reason: reason.to_string() },
+            change: Change::Unparsed { reason },
             occurred_at: received_at,
             received_at,
             effective_at: received_at,
@@ -130,11 +144,51 @@ pub trait Source {
             subscription: None,
             amount: None,
             raw: Some(base64::engine::general_purpose::STANDARD.encode(redacted)),
+            raw_truncated: false,
+            raw_sha256: None,
         }
     }
 }
 
+/// Why an event cannot be made to fit a size limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event JSON is {size} bytes, over the {limit}-byte limit, with no raw body to shorten")]
+pub struct TooLargeError {
+    /// The event's JSON size.
+    pub size: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+/// The event, with its JSON at most `limit` bytes: as it is when it fits; else, when it
+/// carries a raw body (a quarantined body too large), with `raw` cut to the body's first bytes,
+/// `raw_truncated` set and `raw_sha256` the whole body's digest. `Ok(None)` means "fits as is".
+pub fn fit_raw(event: &Event, limit: usize) -> Result<Option<Event>, TooLargeError> {
+    let size = event.to_json().len();
+    if size <= limit {
+        return Ok(None);
+    }
+    let too_large = TooLargeError { size, limit };
+    let engine = base64::engine::general_purpose::STANDARD;
+    let Some(body) = event.raw.as_deref().and_then(|raw| engine.decode(raw).ok()) else {
+        return Err(too_large);
+    };
+    let mut fitted = event.clone();
+    fitted.raw = Some(String::new());
+    fitted.raw_truncated = true;
+    fitted.raw_sha256 = Some(hex::encode(Sha256::digest(&body)));
+    let overhead = fitted.to_json().len();
+    // Base64 takes 4 bytes per 3; leave a little room for the JSON around it.
+    let room = limit.checked_sub(overhead + 16).ok_or(too_large)?;
+    let keep = (room / 4 * 3).min(body.len());
+    fitted.raw = Some(engine.encode(&body[..keep]));
+    debug_assert!(fitted.to_json().len() <= limit);
+    Ok(Some(fitted))
+}
+
 /// The sources this build knows, by name, configured with their secrets.
+/// The secrets are held as digests (to verify) and in a [`redact::Scrubber`] (to remove them
+/// from kept bodies); nothing else keeps them.
 pub fn by_name(name: &str, secrets: &[String]) -> Option<Box<dyn Source>> {
     match name {
         hotmart::NAME => Some(Box::new(Hotmart::new(secrets.iter().cloned()))),
