@@ -484,7 +484,7 @@ impl<S: StateStore> Engine<S> {
     /// Finds or creates the LMS user and remembers its id on the student.
     async fn ensure_user(&self, key: &str) -> Result<LmsUserId, LmsError> {
         let (student, _) = self.lms_student(key).await.map_err(to_lms_error)?;
-        let user = self.lms.ensure_user(&student).await?;
+        let user = self.lms.ensure_user(&student).await?.id;
         self.store
             .set_lms_user(key, self.lms.name(), &user.0)
             .await

@@ -9,7 +9,7 @@
 use crate::clock::{Clock, ManualClock};
 use crate::commands::{parse_mappings, CommandError};
 use crate::engine::{Engine, Outcome};
-use crate::lms::{Lms, LmsError, LmsStudent, LmsUserId};
+use crate::lms::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, LmsUserId};
 use crate::store::memory::MemoryStore;
 use crate::store::StateStore;
 use lms_bridge_shared::source::{self, Source};
@@ -97,20 +97,21 @@ impl Lms for RecordingLms {
         "simulated"
     }
 
-    async fn ensure_user(&self, student: &LmsStudent) -> Result<LmsUserId, LmsError> {
+    async fn ensure_user(&self, student: &LmsStudent) -> Result<EnsuredUser, LmsError> {
         let mut state = self.lock();
         let next = format!("u{}", state.users.len() + 1);
+        let created = !state.users.contains_key(&student.email);
         let id = state.users.entry(student.email.clone()).or_insert(next).clone();
         state.calls.push(Call { kind: "ensure_user", email: student.email.clone(), course: None });
-        Ok(LmsUserId(id))
+        Ok(EnsuredUser { id: LmsUserId(id), created, learner: true })
     }
 
-    async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError> {
+    async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<Enrolled, LmsError> {
         let mut state = self.lock();
         let email = Self::email_of(&state, user);
-        state.enrolled.insert((email.clone(), course.clone()));
+        let now = state.enrolled.insert((email.clone(), course.clone()));
         state.calls.push(Call { kind: "enroll", email, course: Some(course.clone()) });
-        Ok(())
+        Ok(if now { Enrolled::Now } else { Enrolled::Already })
     }
 
     async fn unenroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError> {

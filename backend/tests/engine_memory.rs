@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use lms_bridge_backend::clock::ManualClock;
 use lms_bridge_backend::commands::parse_mappings;
 use lms_bridge_backend::engine::{Engine, Outcome};
-use lms_bridge_backend::lms::{Lms, LmsError, LmsStudent, LmsUserId};
+use lms_bridge_backend::lms::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, LmsUserId};
 use lms_bridge_backend::store::{MemoryStore, StateStore};
 use lms_bridge_shared::source::hotmart;
 use lms_bridge_shared::{CourseId, Timestamp};
@@ -34,14 +34,14 @@ impl Lms for RecordingLms {
         "recording"
     }
 
-    async fn ensure_user(&self, student: &LmsStudent) -> Result<LmsUserId, LmsError> {
+    async fn ensure_user(&self, student: &LmsStudent) -> Result<EnsuredUser, LmsError> {
         self.record(format!("ensure_user {}", student.key));
-        Ok(LmsUserId(format!("user-{}", student.key)))
+        Ok(EnsuredUser { id: LmsUserId(format!("user-{}", student.key)), created: true, learner: true })
     }
 
-    async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError> {
+    async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<Enrolled, LmsError> {
         self.record(format!("enroll {} {course}", user.0));
-        Ok(())
+        Ok(Enrolled::Now)
     }
 
     async fn unenroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError> {

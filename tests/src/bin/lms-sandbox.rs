@@ -1,11 +1,27 @@
 //! The LMS sandbox: an HTTP server speaking the TalentLMS v1 wire format (per
 //! `talentlms-api.md`) with in-memory users and enrollments, for tests and local runs.
 //!
-//! Usage: `lms-sandbox --port N [--api-key K] [--courses 101,102] [--signup-inactive]`.
-//! Control API for tests: `GET /_sandbox/state` (users; the call log, each call with the
-//! email of the user it concerned), `POST /_sandbox/faults` with
-//! `{"fail_next":n,"rate_limit_next":n,"retry_after_secs":s,"delay_next":n,"delay_ms":ms}`,
-//! `POST /_sandbox/reset`.
+//! Usage: `lms-sandbox --port N [--api-key K] [--courses 101,102] [--signup-inactive]
+//! [--signup-type TYPE] [--exit-with-stdin]` (port 0: any free port, printed on stderr as
+//! `lms-sandbox listening on 127.0.0.1:PORT`; `--exit-with-stdin`: stop when stdin closes,
+//! so a test's sandbox dies with the test).
+//!
+//! Control API for tests:
+//! * `GET /_sandbox/state`: users; the call log, each call with the email of the user it
+//!   concerned; per-action call counts.
+//! * `POST /_sandbox/faults` with any of
+//!   `{"fail_next":n,"fail_message":"…","rate_limit_next":n,"retry_after_secs":s,
+//!   "reset_form":"epoch"|"seconds"|"past","omit_retry_after":true,"delay_next":n,"delay_ms":ms,
+//!   "bad_json_next":n,"hide_next_lookups":n}`: the next `n` API calls answer 500 (with
+//!   `fail_message`), or 429 (`X-RateLimit-Reset` as a future epoch, as seconds to go, or as
+//!   an epoch an hour past; `Retry-After: s` unless omitted), or wait `delay_ms` first, or
+//!   answer 200 with an HTML page; the next `n` user lookups find nobody (as if the user
+//!   were created just after the lookup).
+//! * `POST /_sandbox/users` with `{"email","login"?,"first_name"?,"last_name"?,"user_type"?,
+//!   "status"?,"deleted"?}`: adds a user as a portal admin would (any user type; a login
+//!   of its own). A `deleted` user is found by no lookup, yet its email and login stay
+//!   taken for sign-ups, as TalentLMS does with a deleted user's email.
+//! * `POST /_sandbox/reset`.
 
 #![allow(clippy::unwrap_used, reason = "a test fixture: a poisoned lock or bad header is a bug to surface")]
 
@@ -24,22 +40,30 @@ struct User {
     first_name: String,
     last_name: String,
     status: String,
+    user_type: String,
+    deleted: bool,
     courses: BTreeSet<String>,
 }
 
 #[derive(Default)]
 struct Faults {
     fail_next: u32,
+    fail_message: Option<String>,
     rate_limit_next: u32,
     retry_after_secs: u64,
+    reset_form: String,
+    omit_retry_after: bool,
     delay_next: u32,
     delay_ms: u64,
+    bad_json_next: u32,
+    hide_next_lookups: u32,
 }
 
 struct State {
     api_key: String,
     courses: BTreeSet<String>,
     signup_inactive: bool,
+    signup_type: String,
     users: BTreeMap<u64, User>,
     next_id: u64,
     calls: Vec<Value>,
@@ -60,7 +84,7 @@ fn ok(body: Value) -> Reply {
 fn user_json(u: &User, with_courses: bool) -> Value {
     let mut v = json!({
         "id": u.id.to_string(), "login": u.login, "first_name": u.first_name, "last_name": u.last_name,
-        "email": u.email, "user_type": "Learner-Type", "status": u.status, "restrict_email": "0",
+        "email": u.email, "user_type": u.user_type, "status": u.status, "restrict_email": "0",
     });
     if with_courses {
         v["courses"] = u.courses.iter().map(|c| json!({ "id": c, "role": "learner" })).collect();
@@ -112,14 +136,42 @@ fn strong(password: &str) -> bool {
 impl State {
     fn find_user(&self, args: &BTreeMap<String, String>) -> Option<u64> {
         if let Some(id) = args.get("user_id").or_else(|| args.get("id")) {
-            return id.parse().ok().filter(|id| self.users.contains_key(id));
+            return id.parse().ok().filter(|id| self.users.get(id).is_some_and(|u| !u.deleted));
+        }
+        if let Some(login) = args.get("username") {
+            return self.users.values().find(|u| !u.deleted && u.login == *login).map(|u| u.id);
         }
         let email = args.get("user_email").or_else(|| args.get("email"))?;
-        self.users.values().find(|u| u.email.eq_ignore_ascii_case(email)).map(|u| u.id)
+        self.users.values().find(|u| !u.deleted && u.email.eq_ignore_ascii_case(email)).map(|u| u.id)
+    }
+
+    /// Adds a user as a portal admin would (`POST /_sandbox/users`).
+    fn add_user(&mut self, spec: &Value) -> Reply {
+        let text = |k: &str| spec.get(k).and_then(Value::as_str).map(str::to_owned);
+        let Some(email) = text("email") else { return error(400, "email is required") };
+        self.next_id += 1;
+        let user = User {
+            id: self.next_id,
+            login: text("login").unwrap_or_else(|| format!("user{}", self.next_id)),
+            first_name: text("first_name").unwrap_or_else(|| "First".into()),
+            last_name: text("last_name").unwrap_or_else(|| "Last".into()),
+            status: text("status").unwrap_or_else(|| "active".into()),
+            user_type: text("user_type").unwrap_or_else(|| "Learner-Type".into()),
+            deleted: spec.get("deleted").and_then(Value::as_bool).unwrap_or(false),
+            courses: BTreeSet::new(),
+            email,
+        };
+        let body = user_json(&user, false);
+        self.users.insert(user.id, user);
+        ok(body)
     }
 
     fn api(&mut self, method: &Method, action: &str, args: &BTreeMap<String, String>) -> Reply {
         match (method, action) {
+            (Method::Get, "users") if self.faults.hide_next_lookups > 0 => {
+                self.faults.hide_next_lookups -= 1;
+                error(404, "The requested user does not exist")
+            }
             (Method::Get, "users") => match self.find_user(args) {
                 Some(id) => ok(user_json(&self.users[&id], true)),
                 None => error(404, "The requested user does not exist"),
@@ -147,6 +199,8 @@ impl State {
                     first_name: args["first_name"].clone(),
                     last_name: args["last_name"].clone(),
                     status: if self.signup_inactive { "inactive".into() } else { "active".into() },
+                    user_type: args.get("user_type").cloned().unwrap_or_else(|| self.signup_type.clone()),
+                    deleted: false,
                     courses: BTreeSet::new(),
                 };
                 let body = user_json(&user, false);
@@ -200,9 +254,16 @@ impl State {
     }
 }
 
+/// The page the `bad_json_next` fault answers with (a proxy's page, as JSON is expected).
+const BAD_JSON: &str = "<html><body>Maintenance. Contact support@talentlms.example</body></html>";
+
 fn respond(request: Request, (status, body, headers): Reply) {
-    let mut response = Response::from_string(body.to_string()).with_status_code(status);
-    response.add_header(Header::from_bytes("content-type", "application/json").unwrap());
+    let (text, kind) = match body {
+        Value::String(page) => (page, "text/html"),
+        body => (body.to_string(), "application/json"),
+    };
+    let mut response = Response::from_string(text).with_status_code(status);
+    response.add_header(Header::from_bytes("content-type", kind).unwrap());
     for (k, v) in headers {
         response.add_header(Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap());
     }
@@ -219,6 +280,10 @@ fn handle(state: &Mutex<State>, mut request: Request) {
         let mut s = state.lock().unwrap();
         let reply = match (method, control) {
             (Method::Get, "state") => ok(s.snapshot()),
+            (Method::Post, "users") => {
+                let spec: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                s.add_user(&spec)
+            }
             (Method::Post, "reset") => {
                 s.users.clear();
                 s.calls.clear();
@@ -228,12 +293,18 @@ fn handle(state: &Mutex<State>, mut request: Request) {
             (Method::Post, "faults") => {
                 let f: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 let n = |k: &str| f.get(k).and_then(Value::as_u64).unwrap_or(0);
+                let text = |k: &str| f.get(k).and_then(Value::as_str).map(str::to_owned);
                 s.faults = Faults {
                     fail_next: n("fail_next") as u32,
+                    fail_message: text("fail_message"),
                     rate_limit_next: n("rate_limit_next") as u32,
                     retry_after_secs: n("retry_after_secs"),
+                    reset_form: text("reset_form").unwrap_or_default(),
+                    omit_retry_after: f.get("omit_retry_after").and_then(Value::as_bool).unwrap_or(false),
                     delay_next: n("delay_next") as u32,
                     delay_ms: n("delay_ms"),
+                    bad_json_next: n("bad_json_next") as u32,
+                    hide_next_lookups: n("hide_next_lookups") as u32,
                 };
                 ok(json!({ "faults": f }))
             }
@@ -275,18 +346,29 @@ fn handle(state: &Mutex<State>, mut request: Request) {
         s.burst.push_back(now);
         let fault = if s.faults.fail_next > 0 {
             s.faults.fail_next -= 1;
-            Some((500, json!({ "error": { "type": "api_error", "message": "Internal error" } }), Vec::new()))
+            let message = s.faults.fail_message.clone().unwrap_or_else(|| "Internal error".into());
+            Some((500, json!({ "error": { "type": "api_error", "message": message } }), Vec::new()))
         } else if s.faults.rate_limit_next > 0 || s.burst.len() > 200 {
             s.faults.rate_limit_next = s.faults.rate_limit_next.saturating_sub(1);
             let wait = s.faults.retry_after_secs.max(1);
-            let reset = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + wait;
-            let headers = vec![
-                ("Retry-After".to_owned(), wait.to_string()),
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+            let reset = match s.faults.reset_form.as_str() {
+                "seconds" => wait,
+                "past" => now - 3600,
+                _ => now + wait,
+            };
+            let mut headers = vec![
                 ("X-RateLimit-Limit".to_owned(), "200".to_owned()),
                 ("X-RateLimit-Remaining".to_owned(), "0".to_owned()),
                 ("X-RateLimit-Reset".to_owned(), reset.to_string()),
             ];
+            if !s.faults.omit_retry_after {
+                headers.push(("Retry-After".to_owned(), wait.to_string()));
+            }
             Some((429, json!({ "error": { "type": "api_error", "message": "Rate limit exceeded" } }), headers))
+        } else if s.faults.bad_json_next > 0 {
+            s.faults.bad_json_next -= 1;
+            Some((200, Value::String(BAD_JSON.to_owned()), Vec::new()))
         } else {
             None
         };
@@ -318,6 +400,8 @@ fn main() {
     let mut api_key = "sandbox-api-key-0123456789abcdef".to_owned();
     let mut courses: BTreeSet<String> = (101..=110).map(|c| c.to_string()).collect();
     let mut signup_inactive = false;
+    let mut signup_type = "Learner-Type".to_owned();
+    let mut exit_with_stdin = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -325,6 +409,8 @@ fn main() {
             "--api-key" => api_key = args.next().unwrap_or_default(),
             "--courses" => courses = args.next().unwrap_or_default().split(',').map(str::to_owned).collect(),
             "--signup-inactive" => signup_inactive = true,
+            "--signup-type" => signup_type = args.next().unwrap_or_default(),
+            "--exit-with-stdin" => exit_with_stdin = true,
             other => {
                 eprintln!("lms-sandbox: unknown argument {other}");
                 std::process::exit(2);
@@ -342,6 +428,7 @@ fn main() {
         api_key,
         courses,
         signup_inactive,
+        signup_type,
         users: BTreeMap::new(),
         next_id: 0,
         calls: Vec::new(),
@@ -349,6 +436,12 @@ fn main() {
         burst: VecDeque::new(),
     }));
     eprintln!("lms-sandbox listening on {}", server.server_addr());
+    if exit_with_stdin {
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+    }
     let workers: Vec<_> = (0..8)
         .map(|_| {
             let (server, state) = (Arc::clone(&server), Arc::clone(&state));
