@@ -158,18 +158,62 @@ pub struct SimulateArgs {
     pub source: String,
 }
 
-/// Arguments of `lms-bridge normalize`.
+/// Arguments of `lms-bridge normalize`. The hottoks never come from the command line (anyone
+/// on the machine can read a process's arguments with `ps`): the expected one from
+/// `HOTMART_HOTTOK` or `--hottok-file`, the header value to check from `HOTMART_HEADER_HOTTOK`
+/// or `--header-hottok-file`.
 #[derive(Debug, Args)]
 pub struct NormalizeArgs {
     /// The platform that sent the body.
     #[arg(long, default_value = "hotmart")]
     pub source: String,
-    /// When given, the body is only accepted with this token in --header-hottok.
-    #[arg(long, env = "HOTMART_HOTTOK", hide_env_values = true)]
-    pub hottok: Option<String>,
-    /// The X-HOTMART-HOTTOK header value that came with the body.
-    #[arg(long)]
-    pub header_hottok: Option<String>,
+    /// A file holding the expected hottok (instead of HOTMART_HOTTOK in the environment); when
+    /// a hottok is given, the body is only accepted with it as the header value.
+    #[arg(long, value_name = "FILE")]
+    pub hottok_file: Option<PathBuf>,
+    /// A file holding the X-HOTMART-HOTTOK header value that came with the body (instead of
+    /// HOTMART_HEADER_HOTTOK in the environment).
+    #[arg(long, value_name = "FILE")]
+    pub header_hottok_file: Option<PathBuf>,
+    /// `HOTMART_HOTTOK`.
+    #[arg(skip = Secret::from_env("HOTMART_HOTTOK"))]
+    pub hottok_env: Option<Secret>,
+    /// `HOTMART_HEADER_HOTTOK`.
+    #[arg(skip = Secret::from_env("HOTMART_HEADER_HOTTOK"))]
+    pub header_hottok_env: Option<Secret>,
+}
+
+/// A secret setting. Read from the environment only (never a flag: arguments show in `ps`);
+/// its `Debug` never shows it, so neither does any argument struct holding one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The environment variable `name`, if set (possibly empty).
+    pub fn from_env(name: &str) -> Option<Self> {
+        std::env::var(name).ok().map(Self)
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it is empty or blank.
+    pub fn is_blank(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Where the state lives.
@@ -189,9 +233,9 @@ pub struct LmsArgs {
     /// TalentLMS base URL, e.g. https://acme.talentlms.com.
     #[arg(long, env = "TALENTLMS_URL")]
     pub talentlms_url: Option<String>,
-    /// TalentLMS API key (secret).
-    #[arg(long, env = "TALENTLMS_API_KEY", hide_env_values = true)]
-    pub talentlms_api_key: Option<String>,
+    /// TalentLMS API key: `TALENTLMS_API_KEY` in the environment only (a secret).
+    #[arg(skip = Secret::from_env("TALENTLMS_API_KEY"))]
+    pub talentlms_api_key: Option<Secret>,
     /// Client-side pace for TalentLMS calls, shared by the whole process (TalentLMS allows
     /// 200 per 5 s; the default leaves room for other integrations).
     #[arg(long, env = "TALENTLMS_MAX_CALLS_PER_SECOND", default_value_t = 30)]
@@ -236,4 +280,51 @@ pub struct ServeArgs {
     /// Where Google's token signing keys are.
     #[arg(long, env = "OIDC_JWKS_URL", default_value = "https://www.googleapis.com/oauth2/v3/certs")]
     pub oidc_jwks_url: String,
+    /// The push subscription (name, or `projects/P/subscriptions/S`): pushes naming another are
+    /// refused. Required with `PUSH_AUTH=oidc` and `cloud-run`.
+    #[arg(long, env = "PUBSUB_SUBSCRIPTION")]
+    pub pubsub_subscription: Option<String>,
+    /// `PUSH_VERIFICATION_TOKEN` (environment only; a secret): the `?token=` pushes and sweeps
+    /// must carry. Required with `PUSH_AUTH=cloud-run`; checked whenever set.
+    #[arg(skip = Secret::from_env("PUSH_VERIFICATION_TOKEN"))]
+    pub push_verification_token: Option<Secret>,
+    /// `K_SERVICE`, which Cloud Run sets: `PUSH_AUTH=none` is refused there.
+    #[arg(skip = std::env::var("K_SERVICE").ok().filter(|s| !s.trim().is_empty()))]
+    pub cloud_run_service: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
+    use super::*;
+
+    #[test]
+    fn debug_of_the_arguments_never_shows_a_secret() {
+        let mut cli =
+            Cli::try_parse_from(["lms-bridge", "serve", "--gcp-project", "p", "--push-auth", "cloud-run"]).unwrap();
+        let Command::Serve(args) = &mut cli.command else { panic!("serve") };
+        args.service.lms.talentlms_api_key = Some(Secret::new("api-key-CANARY"));
+        args.push_verification_token = Some(Secret::new("verification-CANARY"));
+        let serve = format!("{cli:?} {cli:#?}");
+        assert!(serve.contains("<redacted>"), "{serve}");
+        let mut normalize = Cli::try_parse_from(["lms-bridge", "normalize"]).unwrap();
+        let Command::Normalize(args) = &mut normalize.command else { panic!("normalize") };
+        args.hottok_env = Some(Secret::new("hottok-CANARY"));
+        args.header_hottok_env = Some(Secret::new("header-CANARY"));
+        let text = format!("{serve} {normalize:?}");
+        assert!(!text.contains("CANARY"), "{text}");
+    }
+
+    #[test]
+    fn secrets_are_not_flags() {
+        for args in [
+            &["lms-bridge", "serve", "--gcp-project", "p", "--talentlms-api-key", "k"][..],
+            &["lms-bridge", "serve", "--gcp-project", "p", "--push-verification-token", "t"],
+            &["lms-bridge", "sweep", "--gcp-project", "p", "--talentlms-api-key", "k"],
+            &["lms-bridge", "normalize", "--hottok", "t"],
+            &["lms-bridge", "normalize", "--header-hottok", "t"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
 }

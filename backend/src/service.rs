@@ -1,6 +1,6 @@
 //! Building the engine and running the server from validated settings.
 
-use crate::auth::{PushAuth, PushAuthMode};
+use crate::auth::{PushAuth, PushAuthConfig, PushAuthMode, MIN_REFRESH};
 use crate::cli::{LmsArgs, ServeArgs, ServiceArgs, StoreArgs};
 use crate::clock::SystemClock;
 use crate::engine::Engine;
@@ -32,13 +32,10 @@ pub fn lms(args: &LmsArgs) -> anyhow::Result<Arc<dyn Lms>> {
         "talentlms" => {
             let url =
                 args.talentlms_url.as_deref().filter(|u| !u.trim().is_empty()).context("TALENTLMS_URL is not set")?;
-            let key = args
-                .talentlms_api_key
-                .clone()
-                .filter(|k| !k.trim().is_empty())
-                .context("TALENTLMS_API_KEY is not set")?;
+            let key =
+                args.talentlms_api_key.as_ref().filter(|k| !k.is_blank()).context("TALENTLMS_API_KEY is not set")?;
             Ok(Arc::new(
-                TalentLms::new(url, key, args.talentlms_max_calls_per_second)
+                TalentLms::new(url, key.expose().to_owned(), args.talentlms_max_calls_per_second)
                     .context("building the TalentLMS client")?,
             ))
         }
@@ -55,25 +52,60 @@ pub async fn engine(args: &ServiceArgs) -> anyhow::Result<Engine> {
     })
 }
 
+/// The push verifier and the expected subscription, from the settings; every missing or
+/// unsafe combination is an error naming it.
+pub fn push_auth(args: &ServeArgs) -> anyhow::Result<(PushAuth, Option<String>)> {
+    let mode = args.push_auth;
+    if mode == PushAuthMode::None {
+        if let Some(service) = &args.cloud_run_service {
+            bail!(
+                "PUSH_AUTH=none is refused on Cloud Run (K_SERVICE={service} is set): use PUSH_AUTH=cloud-run or oidc"
+            );
+        }
+    }
+    let (audience, email) = match mode {
+        PushAuthMode::None => (String::new(), String::new()),
+        _ => (
+            args.push_audience.clone().filter(|a| !a.is_empty()).context("PUSH_AUDIENCE is not set")?,
+            args.push_service_account.clone().filter(|a| !a.is_empty()).context("PUSH_SERVICE_ACCOUNT is not set")?,
+        ),
+    };
+    let verification_token = match &args.push_verification_token {
+        Some(token) if token.is_blank() => bail!("PUSH_VERIFICATION_TOKEN is set but empty"),
+        Some(token) => Some(token.expose().to_owned()),
+        None if mode == PushAuthMode::CloudRun => {
+            bail!("PUSH_VERIFICATION_TOKEN is not set (required with PUSH_AUTH=cloud-run)")
+        }
+        None => None,
+    };
+    let subscription = match args.pubsub_subscription.as_deref().map(str::trim) {
+        Some("") | None if mode != PushAuthMode::None => {
+            bail!("PUBSUB_SUBSCRIPTION is not set (required with PUSH_AUTH=oidc and cloud-run)")
+        }
+        Some("") | None => None,
+        Some(full) if full.starts_with("projects/") => Some(full.to_owned()),
+        Some(name) if name.contains('/') => {
+            bail!("PUBSUB_SUBSCRIPTION must be a subscription name or projects/P/subscriptions/S")
+        }
+        Some(name) => Some(format!("projects/{}/subscriptions/{name}", args.service.store.gcp_project)),
+    };
+    let config = PushAuthConfig {
+        mode,
+        audience,
+        email,
+        jwks_url: args.oidc_jwks_url.clone(),
+        verification_token,
+        min_refresh: MIN_REFRESH,
+    };
+    Ok((PushAuth::new(config), subscription))
+}
+
 /// `lms-bridge serve`: validates the settings, then serves until SIGTERM or Ctrl-C.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let auth = match args.push_auth {
-        PushAuthMode::None => {
-            PushAuth::new(PushAuthMode::None, String::new(), String::new(), args.oidc_jwks_url.clone())
-        }
-        mode => {
-            let audience = args.push_audience.clone().filter(|a| !a.is_empty()).context("PUSH_AUDIENCE is not set")?;
-            let account = args
-                .push_service_account
-                .clone()
-                .filter(|a| !a.is_empty())
-                .context("PUSH_SERVICE_ACCOUNT is not set")?;
-            PushAuth::new(mode, audience, account, args.oidc_jwks_url.clone())
-        }
-    };
+    let (auth, subscription) = push_auth(&args)?;
     warn_if_unauthenticated(&auth);
     let engine = engine(&args.service).await?;
-    let state = Arc::new(AppState { engine, auth, project: args.service.store.gcp_project.clone() });
+    let state = Arc::new(AppState { engine, auth, project: args.service.store.gcp_project.clone(), subscription });
     let listener = tokio::net::TcpListener::bind((args.listen.as_str(), args.port))
         .await
         .with_context(|| format!("listening on {}:{}", args.listen, args.port))?;

@@ -11,10 +11,16 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn normalize(args: &[&str], body: &[u8]) -> Output {
+    normalize_with(args, &[], body)
+}
+
+fn normalize_with(args: &[&str], env: &[(&str, &str)], body: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lms-bridge"))
         .arg("normalize")
         .args(args)
         .env_remove("HOTMART_HOTTOK")
+        .env_remove("HOTMART_HEADER_HOTTOK")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -77,17 +83,67 @@ fn every_sample_normalizes_with_the_expected_change() {
 #[test]
 fn hottok_is_checked_when_configured() {
     let body = fixture("purchase_approved");
-    let ok = normalize(&["--hottok", "tok", "--header-hottok", "tok"], &body);
-    assert!(ok.status.success());
+    let env = |expected: &'static str, header: &'static str| {
+        [("HOTMART_HOTTOK", expected), ("HOTMART_HEADER_HOTTOK", header)]
+    };
+    let ok = normalize_with(&[], &env("tok", "tok"), &body);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 
-    let wrong = normalize(&["--hottok", "tok", "--header-hottok", "nope"], &body);
+    let wrong = normalize_with(&[], &env("tok", "nope"), &body);
     assert_eq!(wrong.status.code(), Some(2));
     assert!(stderr_line(&wrong).contains("invalid token in X-HOTMART-HOTTOK"));
     assert!(wrong.stdout.is_empty());
 
-    let missing = normalize(&["--hottok", "tok"], &body);
+    let missing = normalize_with(&[], &[("HOTMART_HOTTOK", "tok")], &body);
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr_line(&missing).contains("missing header X-HOTMART-HOTTOK"));
+}
+
+/// Arguments, environment, and what the one-line error must say.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+#[test]
+fn hottoks_come_from_files_too_and_never_from_the_command_line() {
+    let body = fixture("purchase_approved");
+    let dir = std::env::temp_dir().join(format!("lms-bridge-normalize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (tok, nope, empty) = (file("tok", "tok\n"), file("nope", "nope"), file("empty", "\n"));
+
+    let ok = normalize(&["--hottok-file", &tok, "--header-hottok-file", &tok], &body);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // A file and the environment mix.
+    let mixed = normalize_with(&["--header-hottok-file", &tok], &[("HOTMART_HOTTOK", "tok")], &body);
+    assert!(mixed.status.success(), "{}", String::from_utf8_lossy(&mixed.stderr));
+    let wrong = normalize(&["--hottok-file", &tok, "--header-hottok-file", &nope], &body);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(stderr_line(&wrong).contains("invalid token in X-HOTMART-HOTTOK"));
+
+    let cases: [Case; 3] = [
+        (&["--hottok-file", &tok], &[("HOTMART_HOTTOK", "tok")], "HOTMART_HOTTOK and --hottok-file are both given"),
+        (&["--hottok-file", &empty], &[], "is empty"),
+        (&["--hottok-file", "/nonexistent/hottok"], &[], "cannot read --hottok-file /nonexistent/hottok"),
+    ];
+    for (args, env, message) in cases {
+        let output = normalize_with(args, env, &body);
+        assert_eq!(output.status.code(), Some(2), "{message}");
+        assert!(stderr_line(&output).contains(message), "{message}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(output.stdout.is_empty());
+    }
+
+    // The old flags are gone: a secret on the command line shows in `ps`.
+    for flag in ["--hottok", "--header-hottok"] {
+        let output = normalize(&[flag, "tok"], &body);
+        assert_eq!(output.status.code(), Some(2), "{flag}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("unexpected argument"), "{flag}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

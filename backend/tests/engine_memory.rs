@@ -147,11 +147,11 @@ impl Lms for ScriptedLms {
     fn name(&self) -> &'static str {
         "scripted"
     }
-    async fn ensure_user(&self, student: &LmsStudent) -> Result<LmsUserId, LmsError> {
-        Ok(LmsUserId(format!("user-{}", student.email)))
+    async fn ensure_user(&self, student: &LmsStudent) -> Result<EnsuredUser, LmsError> {
+        Ok(EnsuredUser { id: LmsUserId(format!("user-{}", student.email)), created: true, learner: true })
     }
-    async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError> {
-        self.call(format!("enroll {} {course}", user.0), user).await
+    async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<Enrolled, LmsError> {
+        self.call(format!("enroll {} {course}", user.0), user).await.map(|()| Enrolled::Now)
     }
     async fn unenroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError> {
         self.call(format!("unenroll {} {course}", user.0), user).await

@@ -18,6 +18,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const LMS_KEY: &str = "sandbox-api-key-0123456789abcdef";
 /// The push service account the test tokens name.
 pub const PUSH_ACCOUNT: &str = "pubsub-push@lms-bridge-test.iam.gserviceaccount.com";
+/// The `PUSH_VERIFICATION_TOKEN` backends get unless they run with `PUSH_AUTH=none`.
+pub const VERIFICATION_TOKEN: &str = "vt-3c9e1f0a7b5d-push-verification";
+/// The `PUBSUB_SUBSCRIPTION` backends get unless they run with `PUSH_AUTH=none` (a name: the
+/// backend expects `projects/{its project}/subscriptions/push`).
+pub const SUBSCRIPTION: &str = "push";
 
 /// The `lms-bridge` binary, built once per test process (`LMS_BRIDGE_BIN` overrides it, e.g.
 /// with a release build for load runs).
@@ -201,6 +206,8 @@ pub struct Backend {
     pub project: String,
     firestore_host: String,
     sandbox_url: String,
+    /// The `?token=` its pushes and sweeps carry (None: the backend has none).
+    pub verification_token: Option<String>,
 }
 
 impl Backend {
@@ -228,7 +235,10 @@ impl Backend {
         Self::start_on(free_port(), project, firestore, sandbox, issuer, extra)
     }
 
-    /// The same on a given port (a restart keeps the push endpoint).
+    /// The same on a given port (a restart keeps the push endpoint). Unless `extra` says
+    /// `PUSH_AUTH=none` (the emulator's pushes: no token, and the subscription of the test's
+    /// choosing), the backend also gets `PUBSUB_SUBSCRIPTION` = [`SUBSCRIPTION`] and
+    /// `PUSH_VERIFICATION_TOKEN` = [`VERIFICATION_TOKEN`]; `extra` overrides either.
     pub fn start_on(
         port: u16,
         project: &str,
@@ -247,8 +257,17 @@ impl Backend {
             .env("PUSH_AUDIENCE", &url)
             .env("PUSH_SERVICE_ACCOUNT", PUSH_ACCOUNT)
             .env("OIDC_JWKS_URL", &issuer.jwks_url);
+        let unauthenticated = extra.iter().any(|(k, v)| *k == "PUSH_AUTH" && *v == "none");
+        let mut verification_token = None;
+        if !unauthenticated {
+            command.env("PUBSUB_SUBSCRIPTION", SUBSCRIPTION).env("PUSH_VERIFICATION_TOKEN", VERIFICATION_TOKEN);
+            verification_token = Some(VERIFICATION_TOKEN.to_owned());
+        }
         for (k, v) in extra {
             command.env(k, v);
+            if *k == "PUSH_VERIFICATION_TOKEN" {
+                verification_token = Some((*v).to_owned()).filter(|t| !t.is_empty());
+            }
         }
         let mut service = Service::spawn(&format!("backend-{project}"), command);
         let health = format!("{url}/healthz");
@@ -259,7 +278,36 @@ impl Backend {
             project: project.to_owned(),
             firestore_host: firestore.host.clone(),
             sandbox_url: sandbox.url.clone(),
+            verification_token,
         }
+    }
+
+    /// The subscription name its pushes must carry (with [`SUBSCRIPTION`]).
+    pub fn subscription(&self) -> String {
+        format!("projects/{}/subscriptions/{SUBSCRIPTION}", self.project)
+    }
+
+    /// `path` on this backend, with `?token=` when it has a verification token.
+    fn endpoint(&self, path: &str) -> String {
+        match &self.verification_token {
+            Some(token) => format!("{}{path}?token={token}", self.url),
+            None => format!("{}{path}", self.url),
+        }
+    }
+
+    /// The push endpoint to give Pub/Sub (with the verification token).
+    pub fn push_endpoint(&self) -> String {
+        self.endpoint("/pubsub/push")
+    }
+
+    /// The sweep endpoint to give the scheduler (with the verification token).
+    pub fn sweep_endpoint(&self) -> String {
+        self.endpoint("/tasks/sweep")
+    }
+
+    /// Everything it wrote to stdout and stderr so far (with earlier runs under the same name).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.service.log).unwrap_or_default()
     }
 
     /// Kills the whole process group at once (a crash, not a shutdown).
@@ -289,38 +337,46 @@ impl Backend {
         assert!(output.status.success(), "import failed: {}", String::from_utf8_lossy(&output.stderr));
     }
 
-    /// Posts a push envelope carrying `event` with `token` (None: no header).
+    /// Posts a push envelope carrying `event` with `token` (None: no header), from its
+    /// subscription, to its push endpoint.
     pub fn push_with(&self, event: &Value, message_id: &str, token: Option<&str>) -> (u16, Value) {
-        push_to(&self.url, event, message_id, token)
+        post_push(&self.push_endpoint(), &envelope(event, message_id, &self.subscription()), token)
     }
     /// Posts to the sweep endpoint.
     pub fn sweep(&self, token: &str) -> (u16, Value) {
-        let response = reqwest::blocking::Client::new()
-            .post(format!("{}/tasks/sweep", self.url))
-            .bearer_auth(token)
-            .send()
-            .unwrap();
+        let response = reqwest::blocking::Client::new().post(self.sweep_endpoint()).bearer_auth(token).send().unwrap();
         (response.status().as_u16(), response.json().unwrap_or(Value::Null))
     }
 }
 
-/// Posts a Pub/Sub push envelope carrying `event` to the backend at `url`.
-pub fn push_to(url: &str, event: &Value, message_id: &str, token: Option<&str>) -> (u16, Value) {
+/// A Pub/Sub push envelope carrying `event`, as delivered from `subscription`.
+pub fn envelope(event: &Value, message_id: &str, subscription: &str) -> Value {
     let data = base64::engine::general_purpose::STANDARD.encode(event.to_string());
-    let envelope = json!({
+    json!({
         "message": { "data": data, "messageId": message_id, "attributes": { "event_id": event["id"] },
                      "publishTime": "2026-11-25T00:00:00Z" },
-        "subscription": "projects/lms-bridge-test/subscriptions/push",
+        "subscription": subscription,
         "deliveryAttempt": 1,
-    });
-    let mut request = reqwest::blocking::Client::new()
-        .post(format!("{url}/pubsub/push"))
-        .json(&envelope)
-        .timeout(Duration::from_secs(60));
+    })
+}
+
+/// Posts a push envelope to `endpoint` (the whole URL) with `token` as bearer (None: no header).
+pub fn post_push(endpoint: &str, envelope: &Value, token: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::blocking::Client::new().post(endpoint).json(envelope).timeout(Duration::from_secs(60));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
     let response = request.send().unwrap();
     let status = response.status().as_u16();
     (status, response.json().unwrap_or(Value::Null))
+}
+
+/// Posts a Pub/Sub push envelope carrying `event` to the backend at `url` (no verification
+/// token; subscription `projects/lms-bridge-test/subscriptions/push`): for `PUSH_AUTH=none`.
+pub fn push_to(url: &str, event: &Value, message_id: &str, token: Option<&str>) -> (u16, Value) {
+    post_push(
+        &format!("{url}/pubsub/push"),
+        &envelope(event, message_id, "projects/lms-bridge-test/subscriptions/push"),
+        token,
+    )
 }

@@ -315,9 +315,10 @@ fn bad_tokens_are_refused_with_401_and_no_effect() {
 #[test]
 fn poison_unmapped_and_unparsed_messages_are_acked_and_recorded() {
     let w = world("poison");
-    // Not an event at all: acked so it does not loop.
+    // Not an event at all: stored, and refused so that Pub/Sub dead-letters it
+    // (backend_surface's undecodable test checks the record).
     let (status, body) = w.backend.push_with(&json!({ "schema": "other" }), "m-poison", Some(&w.token));
-    assert_eq!((status, body["status"].as_str()), (200, Some("failed")), "{body}");
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("unprocessable")), "{body}");
     // Product 0: Hotmart's test button.
     let test_button = purchase("purchase_approved", "t0", 0, "HP0");
     assert_eq!(w.push_ok(&test_button)["status"], "unmapped");

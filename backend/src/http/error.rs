@@ -13,6 +13,12 @@ pub enum ApiError {
     /// Missing or bad token.
     #[error("{0}")]
     Unauthorized(String),
+    /// Authenticated, but not allowed here (a push from another subscription).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A message that cannot be applied: stored, and refused so that Pub/Sub dead-letters it.
+    #[error("{0}")]
+    Unprocessable(String),
     /// No such route.
     #[error("no such route")]
     NotFound,
@@ -29,6 +35,8 @@ impl IntoResponse for ApiError {
         let (status, code) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "malformed"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -1,18 +1,24 @@
 //! The backend's HTTP surface: Pub/Sub push, the scheduler's sweep, health.
+//!
+//! No request logging: the push and sweep URLs carry the verification token in their query
+//! string (`?token=`), and a log line never holds a token, a key or an email. The lines written
+//! here name routes, event ids, student keys and fixed reasons only.
 
 pub mod error;
 
 use crate::auth::{AuthError, PushAuth, PushAuthMode};
 use crate::engine::{ApplyError, Engine, Outcome};
+use crate::store::docs::{EventDoc, EventStatus};
 use crate::store::{FirestoreStore, StateStore};
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Uri};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use error::ApiError;
-use lms_bridge_shared::Event;
+use lms_bridge_shared::event::EventError;
+use lms_bridge_shared::{Event, Timestamp};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -27,6 +33,8 @@ pub struct AppState<S: StateStore = FirestoreStore> {
     pub auth: PushAuth,
     /// The GCP project, for trace ids.
     pub project: String,
+    /// The push envelope's `subscription` must be this (`projects/P/subscriptions/S`), when set.
+    pub subscription: Option<String>,
 }
 
 /// Well inside Pub/Sub's push deadline (the ack deadline, 60 s in deploy/gcp.sh).
@@ -53,6 +61,10 @@ struct PushMessage {
     message_id: Option<String>,
     #[serde(rename = "message_id")]
     message_id_snake: Option<String>,
+    #[serde(rename = "publishTime")]
+    publish_time: Option<String>,
+    #[serde(rename = "publish_time")]
+    publish_time_snake: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +77,12 @@ struct PushEnvelope {
     delivery_attempt: Option<u32>,
 }
 
+/// The `?token=` query parameter.
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
 fn trace<S: StateStore>(state: &AppState<S>, headers: &HeaderMap) -> String {
     headers
         .get("x-cloud-trace-context")
@@ -74,13 +92,19 @@ fn trace<S: StateStore>(state: &AppState<S>, headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-async fn authenticate<S: StateStore>(state: &AppState<S>, headers: &HeaderMap) -> Result<(), ApiError> {
+async fn authenticate<S: StateStore>(state: &AppState<S>, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
-    match state.auth.verify(authorization).await {
+    // A query that does not parse (a repeated `token`, bad escapes) carries no usable token.
+    let query = Query::<TokenQuery>::try_from_uri(uri).ok();
+    let token = query.as_ref().and_then(|q| q.token.as_deref());
+    match state.auth.verify(authorization, token).await {
         Ok(()) => Ok(()),
-        Err(AuthError::Jwks(e)) => Err(ApiError::Unavailable(format!("cannot verify tokens now: {e}"))),
+        Err(AuthError::Jwks(e)) => {
+            Err(ApiError::Unavailable(format!("cannot verify tokens now: cannot fetch the signing keys: {e}")))
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "push refused");
+            // The route only: the URI's query holds the verification token.
+            tracing::warn!(route = uri.path(), error = %e, "request refused");
             Err(ApiError::Unauthorized(e.to_string()))
         }
     }
@@ -94,25 +118,137 @@ fn unavailable(e: &ApplyError) -> ApiError {
     })
 }
 
+/// What is wrong with a JSON text, without quoting it (serde's messages quote values, which
+/// may be emails or tokens).
+fn json_problem(e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            format!("JSON of an unexpected shape (line {}, column {})", e.line(), e.column())
+        }
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "not JSON".to_owned(),
+        serde_json::error::Category::Io => "unreadable".to_owned(),
+    }
+}
+
+/// Why message data is not an event, safe to log, store and answer.
+fn event_problem(e: &EventError) -> String {
+    match e {
+        EventError::Malformed(e) => format!("data is {}", json_problem(e)),
+        EventError::Schema { found: Some(found) }
+            if found.len() <= 64 && found.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
+        {
+            format!("unsupported schema {found:?}")
+        }
+        EventError::Schema { found: Some(_) } => "unsupported schema (unprintable)".to_owned(),
+        EventError::Schema { found: None } => "no schema".to_owned(),
+        EventError::Incomplete { .. } => e.to_string(),
+    }
+}
+
+/// Stores a message whose data is not an lms-bridge event, whole, under `pubsub:{messageId}`
+/// (never under the event id its attributes may name: that would make a later, readable
+/// delivery of the event look like a duplicate). The data is kept as text when it is UTF-8,
+/// base64-encoded otherwise (the reason says so).
+async fn store_undecodable<S: StateStore>(
+    state: &AppState<S>,
+    message: &PushMessage,
+    message_id: &str,
+    data: Option<&[u8]>,
+    reason: &str,
+) -> Result<String, ApiError> {
+    let now = state.engine.clock.now();
+    let (kept, reason) = match data.map(std::str::from_utf8) {
+        Some(Ok(text)) => (text.to_owned(), reason.to_owned()),
+        Some(Err(_)) => (
+            base64::engine::general_purpose::STANDARD.encode(data.unwrap_or_default()),
+            format!("{reason}; event_json holds the data base64-encoded"),
+        ),
+        // Not base64: the `data` field exactly as it came.
+        None => (message.data.clone(), format!("{reason}; event_json holds the data field as received")),
+    };
+    let id = if message_id.is_empty() {
+        format!("pubsub:no-message-id-{}", now.unix_millis())
+    } else {
+        format!("pubsub:{message_id}")
+    };
+    let published = message
+        .publish_time
+        .as_deref()
+        .or(message.publish_time_snake.as_deref())
+        .and_then(|t| Timestamp::parse_rfc3339(t).ok())
+        .unwrap_or(now);
+    let doc = EventDoc {
+        id: id.clone(),
+        status: EventStatus::Failed,
+        reason: Some(reason),
+        source_event: String::new(),
+        change: "undecodable".to_owned(),
+        student_key: None,
+        enrollments: Vec::new(),
+        occurred_at: published,
+        received_at: now,
+        processed_at: now,
+        // An operator must see it: no TTL.
+        expire_at: None,
+        event_json: Some(kept),
+    };
+    match state.engine.store.put_event(&doc).await {
+        Ok(()) => Ok(id),
+        Err(e) => {
+            tracing::warn!(message_id = %message_id, error = %e, "cannot store an undecodable push message; Pub/Sub will redeliver");
+            Err(ApiError::Unavailable("state store unavailable; retry".to_owned()))
+        }
+    }
+}
+
 async fn push<S: StateStore>(
     State(state): State<Arc<AppState<S>>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
+    authenticate(&state, &headers, &uri).await?;
     let trace = trace(&state, &headers);
     let envelope: PushEnvelope = serde_json::from_slice(&body).map_err(|e| {
-        tracing::warn!(error = %e, trace = %trace, "push body is not a Pub/Sub push envelope");
-        ApiError::BadRequest(format!("not a Pub/Sub push envelope: {e}"))
+        let problem = json_problem(&e);
+        tracing::warn!(error = %problem, trace = %trace, "push body is not a Pub/Sub push envelope");
+        ApiError::BadRequest(format!("not a Pub/Sub push envelope: {problem}"))
     })?;
-    let message_id = envelope.message.message_id.or(envelope.message.message_id_snake).unwrap_or_default();
+    if let Some(expected) = &state.subscription {
+        if envelope.subscription != *expected {
+            tracing::warn!(trace = %trace, "push from another subscription than PUBSUB_SUBSCRIPTION; refused");
+            return Err(ApiError::Forbidden("push from an unexpected subscription".into()));
+        }
+    }
+    let message_id =
+        envelope.message.message_id.clone().or_else(|| envelope.message.message_id_snake.clone()).unwrap_or_default();
     let data = base64::engine::general_purpose::STANDARD.decode(envelope.message.data.as_bytes());
-    let event = match data.map_err(|e| e.to_string()).and_then(|d| Event::from_json(&d).map_err(|e| e.to_string())) {
+    let event = match &data {
+        Err(_) => Err("data is not base64".to_owned()),
+        Ok(bytes) => Event::from_json(bytes).map_err(|e| event_problem(&e)),
+    };
+    let event = match event {
         Ok(event) => event,
         Err(reason) => {
-            // A message that can never be an event: ack it, or it loops until dead-lettered.
-            tracing::error!(message_id = %message_id, subscription = %envelope.subscription, error = %reason, trace = %trace, "push message is not an lms-bridge event; dropped");
-            return Ok(Json(json!({ "status": "failed", "reason": reason })));
+            // Another schema (an edge deployed before this backend) or garbage. Acking would
+            // drop it from Pub/Sub; instead it is stored whole and refused with 422, so Pub/Sub
+            // redelivers it (a backend deployed meanwhile may read it) and, after the
+            // subscription's maximum delivery attempts, moves it to the dead-letter topic, where
+            // operators look and republish. 4xx rather than 5xx: Pub/Sub treats both as a nack,
+            // but its push metrics (`response_class` remote_server_4xx vs 5xx) and Cloud Run's
+            // error rate keep a bad message apart from an outage.
+            let stored =
+                store_undecodable(&state, &envelope.message, &message_id, data.as_deref().ok(), &reason).await?;
+            tracing::error!(
+                event = "undecodable",
+                message_id = %message_id,
+                record = %stored,
+                attempt = envelope.delivery_attempt.unwrap_or(1),
+                error = %reason,
+                trace = %trace,
+                "push message is not an lms-bridge event; stored and refused so that it is dead-lettered"
+            );
+            return Err(ApiError::Unprocessable(format!("not an lms-bridge event: {reason}; stored as {stored}")));
         }
     };
     let student = event.student_key().map(ToString::to_string).unwrap_or_default();
@@ -146,9 +282,10 @@ async fn push<S: StateStore>(
 
 async fn sweep<S: StateStore>(
     State(state): State<Arc<AppState<S>>>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
+    authenticate(&state, &headers, &uri).await?;
     match state.engine.sweep().await {
         Ok(report) => {
             tracing::info!(
