@@ -23,4 +23,7 @@ echo "edge wasm: $(stat -c %s edge/build/index_bg.wasm) bytes raw, $gzip_bytes g
 [ "$gzip_bytes" -le $((400 * 1024)) ] || { echo "edge bundle over 400 KiB gzip" >&2; exit 1; }
 
 step "tests"
+# `cargo test` builds the backend binary for the backend's own integration tests; the
+# whole-chain tests use that one instead of building it again with other features.
+export LMS_BRIDGE_BIN="$ROOT/target/debug/lms-bridge"
 cargo test --workspace --locked

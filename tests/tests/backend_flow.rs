@@ -324,7 +324,8 @@ fn poison_unmapped_and_unparsed_messages_are_acked_and_recorded() {
     assert_eq!(w.push_ok(&test_button)["status"], "unmapped");
     // Unparsed: quarantined with its raw body, then replayed once the body normalizes.
     let body = String::from_utf8(fixture("hotmart/purchase_approved.json")).unwrap().replace("4774438", "6000");
-    let source = hotmart::Hotmart::new([String::from("x")]);
+    // The hottok is scrubbed from quarantined bodies by value: a realistic one, not a letter.
+    let source = hotmart::Hotmart::new([String::from("hottok-of-the-poison-test")]);
     use lms_bridge_shared::source::Source as _;
     let reason = lms_bridge_shared::source::NormalizeError::MissingField("data.buyer.email");
     let unparsed = source.quarantine(body.as_bytes(), &reason, Timestamp::from_unix_millis(now_ms()).unwrap());
