@@ -123,6 +123,7 @@ pub async fn student_show(email: &str, store: &StoreArgs) -> Result<String, Comm
                 "grants": e.state.grants,
                 "pending_actions": e.pending,
                 "failed_actions": e.failed,
+                "enrolled_before_the_bridge": e.preexisting,
             })
         })
         .collect();
@@ -130,7 +131,9 @@ pub async fn student_show(email: &str, store: &StoreArgs) -> Result<String, Comm
         "student": key,
         "email": student.as_ref().and_then(|s| s.email.clone()),
         "name": student.as_ref().and_then(|s| s.name.clone()),
-        "lms_user_ids": student.map(|s| s.lms_user_ids).unwrap_or_default(),
+        "lms_user_ids": student.as_ref().map(|s| s.lms_user_ids.clone()).unwrap_or_default(),
+        "lms_users_created_by_the_bridge": student.as_ref().map(|s| s.lms_created.clone()).unwrap_or_default(),
+        "lms_users_learner": student.map(|s| s.lms_learner).unwrap_or_default(),
         "courses": courses,
     });
     Ok(format!("{}\n", serde_json::to_string_pretty(&out).unwrap_or_default()))

@@ -2,8 +2,10 @@
 //! the LMS actions, each marked done when it succeeded (DESIGN §5).
 
 use crate::clock::Clock;
-use crate::lms::{Lms, LmsError, LmsStudent, LmsUserId};
-use crate::store::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, PendingAction, Placement, StudentDoc};
+use crate::lms::{Enrolled, Lms, LmsError, LmsStudent, LmsUserId};
+use crate::store::docs::{
+    EnrollmentDoc, EventDoc, EventStatus, GrantDoc, LmsAccount, PendingAction, Placement, StudentDoc,
+};
 use crate::store::{enrollment_doc_id, FirestoreStore, StateStore, StoreError, Tx};
 use futures::FutureExt;
 use lms_bridge_shared::{grant_key, Access, Change, CourseId, Event, Grant, LmsAction, ProductMapping, Timestamp};
@@ -126,6 +128,17 @@ enum Claim {
 
 /// LMS user ids by student key, known in one run.
 type UserCache = std::collections::HashMap<String, LmsUserId>;
+
+/// What a run did with its claim, for `finish`.
+struct Finished {
+    done: Vec<String>,
+    /// Action id and reason.
+    failed: Vec<(String, String)>,
+    /// The transient error that stopped the run.
+    error: Option<String>,
+    /// A changed `preexisting`.
+    preexisting: Option<bool>,
+}
 
 /// A claim's own token: random, so two runners never share one.
 fn claim_token() -> String {
@@ -395,14 +408,18 @@ impl<S: StateStore> Engine<S> {
         let mut done = Vec::new();
         let mut failed_for_good = Vec::new();
         let mut outcome = Ok(());
+        let mut preexisting = doc.preexisting;
         for pending in &claimed {
-            let result = tokio::time::timeout_at(deadline, self.run_action(&doc, &pending.action, users))
+            let result = tokio::time::timeout_at(deadline, self.run_action(&doc, pending, preexisting, users))
                 .await
                 .unwrap_or_else(|_| {
                     Err(LmsError::Transient { message: "the LMS call outlasted the lease".into(), retry_after: None })
                 });
             match result {
-                Ok(()) => done.push(pending.id.clone()),
+                Ok(found) => {
+                    preexisting = found.unwrap_or(preexisting);
+                    done.push(pending.id.clone());
+                }
                 Err(LmsError::Permanent(reason)) => {
                     tracing::error!(student = %doc.student_key, course = %doc.course_id, error = %reason, "LMS action failed for good");
                     failed_for_good.push((pending.id.clone(), reason));
@@ -414,7 +431,13 @@ impl<S: StateStore> Engine<S> {
                 }
             }
         }
-        self.finish(doc_id, &token, &done, &failed_for_good, outcome.as_ref().err().map(ToString::to_string)).await?;
+        let finished = Finished {
+            done,
+            failed: failed_for_good,
+            error: outcome.as_ref().err().map(ToString::to_string),
+            preexisting: (preexisting != doc.preexisting).then_some(preexisting),
+        };
+        self.finish(doc_id, &token, finished).await?;
         if outcome.is_ok() && self.deactivate_idle_users {
             self.deactivate_if_idle(&doc).await?;
         }
@@ -428,17 +451,14 @@ impl<S: StateStore> Engine<S> {
 
     /// Removes this claim's finished actions and releases the rest of this claim; actions
     /// another runner claimed since are left as they are.
-    async fn finish(
-        &self,
-        doc_id: &str,
-        token: &str,
-        done: &[String],
-        failed: &[(String, String)],
-        error: Option<String>,
-    ) -> Result<(), ApplyError> {
+    async fn finish(&self, doc_id: &str, token: &str, finished: Finished) -> Result<(), ApplyError> {
         let now = self.clock.now();
-        let (token, done, failed) = (token.to_owned(), done.to_vec(), failed.to_vec());
+        let token = token.to_owned();
+        let Finished { done, failed, error, preexisting } = finished;
         self.modify_enrollment(doc_id, move |doc| {
+            if let Some(preexisting) = preexisting {
+                doc.preexisting = preexisting;
+            }
             let mut kept = Vec::new();
             for mut p in std::mem::take(&mut doc.pending) {
                 if p.lease.as_deref() != Some(token.as_str()) {
@@ -481,15 +501,17 @@ impl<S: StateStore> Engine<S> {
         Ok((student, user))
     }
 
-    /// Finds or creates the LMS user and remembers its id on the student.
+    /// Finds or creates the LMS user and remembers on the student its id, whether the bridge
+    /// created it and whether it is a plain learner (what deactivation may touch).
     async fn ensure_user(&self, key: &str) -> Result<LmsUserId, LmsError> {
         let (student, _) = self.lms_student(key).await.map_err(to_lms_error)?;
-        let user = self.lms.ensure_user(&student).await?.id;
+        let user = self.lms.ensure_user(&student).await?;
+        let account = LmsAccount { id: user.id.0.clone(), created: user.created, learner: user.learner };
         self.store
-            .set_lms_user(key, self.lms.name(), &user.0)
+            .set_lms_user(key, self.lms.name(), &account)
             .await
             .map_err(|e| LmsError::Transient { message: e.to_string(), retry_after: None })?;
-        Ok(user)
+        Ok(user.id)
     }
 
     /// The LMS user id: from this run, from the student record, or by ensuring the user.
@@ -506,46 +528,79 @@ impl<S: StateStore> Engine<S> {
         Ok(user)
     }
 
-    async fn run_action(&self, doc: &EnrollmentDoc, action: &LmsAction, users: &mut UserCache) -> Result<(), LmsError> {
+    /// Runs one action. An enroll answers whether the enrollment pre-existed (`Some`), when
+    /// that can be told: see `Enrolled`.
+    async fn run_action(
+        &self,
+        doc: &EnrollmentDoc,
+        pending: &PendingAction,
+        preexisting: bool,
+        users: &mut UserCache,
+    ) -> Result<Option<bool>, LmsError> {
         let key = doc.student_key.as_str();
-        match action {
+        match &pending.action {
             // Ensured once per run: an event giving several courses looks the user up once.
-            LmsAction::EnsureUser if users.contains_key(key) => Ok(()),
+            LmsAction::EnsureUser if users.contains_key(key) => Ok(None),
             LmsAction::EnsureUser => {
                 let user = self.ensure_user(key).await?;
                 users.insert(key.to_owned(), user);
-                Ok(())
+                Ok(None)
             }
             LmsAction::Enroll { course } => {
                 let id = self.user_id(key, users).await?;
-                self.lms.enroll(&id, course).await?;
-                tracing::info!(student = %doc.student_key, course = %course, "enrolled");
-                Ok(())
+                let found = match self.lms.enroll(&id, course).await? {
+                    Enrolled::Now => Some(false),
+                    // Found there on the first try: someone enrolled the student before the
+                    // bridge did. On a retry it may be this action's own earlier call that
+                    // landed (its answer lost), so nothing can be told.
+                    Enrolled::Already if pending.attempts <= 1 => Some(true),
+                    Enrolled::Already => None,
+                };
+                tracing::info!(student = %doc.student_key, course = %course, preexisting = found == Some(true), "enrolled");
+                Ok(found)
+            }
+            LmsAction::Unenroll { course } if preexisting => {
+                // The bridge removes only what it gave: someone could buy with another person's
+                // email and ask for a refund.
+                tracing::info!(student = %doc.student_key, course = %course, "access ended; the LMS enrollment predates the bridge and is left in place");
+                Ok(None)
             }
             LmsAction::Unenroll { course } => {
                 let id = self.user_id(key, users).await?;
                 self.lms.unenroll(&id, course).await?;
                 tracing::info!(student = %doc.student_key, course = %course, "unenrolled");
-                Ok(())
+                Ok(None)
             }
         }
     }
 
-    /// With `DEACTIVATE_IDLE_USERS`, a user left with no active course stops using a seat.
+    /// With `DEACTIVATE_IDLE_USERS`, a learner the bridge created, left with no active
+    /// course, stops using a seat. Accounts the bridge did not create, and instructors or
+    /// admins, are never touched.
     async fn deactivate_if_idle(&self, doc: &EnrollmentDoc) -> Result<(), ApplyError> {
-        if doc.access == Access::Active {
-            return Ok(());
-        }
-        let all = self.store.enrollments_of(&doc.student_key).await?;
-        if all.iter().any(|e| e.access == Access::Active) {
+        if doc.access == Access::Active || !self.has_no_active_course(&doc.student_key).await? {
             return Ok(());
         }
         let Some(student) = self.store.student(&doc.student_key).await? else { return Ok(()) };
-        if let Some(user) = student.lms_user_ids.get(self.lms.name()) {
-            self.lms.set_active(&LmsUserId(user.clone()), false).await.map_err(ApplyError::Lms)?;
+        let lms = self.lms.name();
+        let Some(user) = student.lms_user_ids.get(lms).map(|id| LmsUserId(id.clone())) else { return Ok(()) };
+        if !student.bridge_owns_user(lms) {
+            tracing::info!(student = %doc.student_key, "no active course left; the LMS user was not created by the bridge as a learner and stays active");
+            return Ok(());
+        }
+        self.lms.set_active(&user, false).await.map_err(ApplyError::Lms)?;
+        // A purchase committed meanwhile either shows here, or ensures the user (and so
+        // reactivates it) after this: every activation runs EnsureUser after its commit.
+        if self.has_no_active_course(&doc.student_key).await? {
             tracing::info!(student = %doc.student_key, "LMS user deactivated: no active course left");
+        } else {
+            self.lms.set_active(&user, true).await.map_err(ApplyError::Lms)?;
         }
         Ok(())
+    }
+
+    async fn has_no_active_course(&self, student_key: &str) -> Result<bool, ApplyError> {
+        Ok(!self.store.enrollments_of(student_key).await?.iter().any(|e| e.access == Access::Active))
     }
 
     /// Ends access whose time is up, then retries actions left pending, oldest first. One

@@ -106,6 +106,13 @@ impl Sandbox {
         assert!(response.unwrap().status().is_success());
     }
 
+    /// Adds a user as a portal admin would, before the bridge ever saw them (see the
+    /// sandbox's doc for the fields).
+    pub fn add_user(&self, user: Value) {
+        let response = reqwest::blocking::Client::new().post(format!("{}/_sandbox/users", self.url)).json(&user).send();
+        assert!(response.unwrap().status().is_success());
+    }
+
     /// How many calls of an action the sandbox received.
     pub fn count(&self, action: &str) -> u64 {
         self.state()["counts"][action].as_u64().unwrap_or(0)

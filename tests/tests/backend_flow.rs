@@ -402,6 +402,39 @@ fn idle_users_are_deactivated_when_configured_and_reactivated_on_purchase() {
     assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
 }
 
+#[test]
+fn the_bridge_never_takes_away_what_it_did_not_give() {
+    // Someone buys with other people's emails and asks for a refund.
+    let w = world_with("not-ours", &[], &[("DEACTIVATE_IDLE_USERS", "true")]);
+    let learner = "held.before@example.com";
+    let instructor = "teacher@example.com";
+    w.sandbox.add_user(json!({ "email": learner, "login": "heldbefore", "courses": ["102"] }));
+    w.sandbox.add_user(json!({ "email": instructor, "login": "teacher", "user_type": "Instructor" }));
+    let as_buyer = |email: &'static str, sample: &str, id: &str, transaction: &str| {
+        let mut event = purchase(sample, id, 6000, transaction);
+        event["student"]["email"] = email.into();
+        event["student"]["key"] = lms_bridge_shared::Email::parse(email).unwrap().student_key().to_string().into();
+        event
+    };
+    for (email, transaction) in [(learner, "HP70"), (instructor, "HP71")] {
+        w.push_ok(&as_buyer(email, "purchase_approved", &format!("a-{transaction}"), transaction));
+        assert_eq!(w.sandbox.courses_of(email), ["102"], "{email}");
+        w.push_ok(&as_buyer(email, "purchase_refunded", &format!("r-{transaction}"), transaction));
+    }
+    // The learner held course 102 before the bridge: it stays, and so does the account.
+    assert_eq!(w.sandbox.courses_of(learner), ["102"]);
+    assert_eq!(w.sandbox.user_status(learner).as_deref(), Some("active"));
+    // The instructor's course came from the bridge and goes; the account is not the bridge's.
+    assert!(w.sandbox.courses_of(instructor).is_empty());
+    assert_eq!(w.sandbox.user_status(instructor).as_deref(), Some("active"));
+    assert_eq!(w.sandbox.count("usersignup"), 0);
+    assert_eq!(w.sandbox.count("usersetstatus"), 0, "no account touched");
+    // Firestore says why.
+    let key = lms_bridge_shared::Email::parse(learner).unwrap().student_key().to_string();
+    let doc = shared().0.document(&w.backend.project, &format!("enrollments/{key}__102"));
+    assert_eq!(doc["fields"]["preexisting"]["booleanValue"], true, "{doc}");
+}
+
 /// Events exactly as the previous release's edge published them (schema v1), as Pub/Sub may
 /// still hold during a deploy.
 fn v1_event(id: &str, change: Value, source_event: &str, product: &str, transaction: &str) -> Value {

@@ -482,11 +482,14 @@ impl Lms for TalentLms {
             .and_then(lenient_id)
             .map(LmsUserId)
             .ok_or_else(|| LmsError::Permanent("TalentLMS user without an id".into()))?;
-        // Portals whose sign-up leaves users inactive (and users we deactivated earlier).
-        if user.get("status").and_then(Value::as_str) == Some("inactive") {
+        // Portals whose sign-up leaves users inactive, and learners deactivated earlier (by the
+        // bridge when idle). An instructor or admin someone deactivated stays so: a purchase
+        // with their email must not reopen their account.
+        let learner = is_learner(&user);
+        if user.get("status").and_then(Value::as_str) == Some("inactive") && (created || learner) {
             self.set_active(&id, true).await?;
         }
-        Ok(EnsuredUser { id, created, learner: is_learner(&user) })
+        Ok(EnsuredUser { id, created, learner })
     }
 
     async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<Enrolled, LmsError> {

@@ -83,6 +83,25 @@ pub struct StudentDoc {
     /// The user id in each LMS, by adapter name.
     #[serde(default)]
     pub lms_user_ids: BTreeMap<String, String>,
+    /// LMSs where the bridge itself created the user (never unset: a later lookup that finds
+    /// the user does not make it someone else's). Only such users may be deactivated.
+    #[serde(default)]
+    pub lms_created: BTreeMap<String, bool>,
+    /// Whether the user's LMS role is a plain learner, as last seen, by LMS: an instructor or
+    /// admin is never deactivated.
+    #[serde(default)]
+    pub lms_learner: BTreeMap<String, bool>,
+}
+
+/// What an LMS said of a student's account when the bridge ensured it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LmsAccount {
+    /// The user id in the LMS.
+    pub id: String,
+    /// The bridge created it (this time).
+    pub created: bool,
+    /// Its role is a plain learner.
+    pub learner: bool,
 }
 
 impl StudentDoc {
@@ -95,7 +114,15 @@ impl StudentDoc {
             first_name: None,
             last_name: None,
             lms_user_ids: BTreeMap::new(),
+            lms_created: BTreeMap::new(),
+            lms_learner: BTreeMap::new(),
         }
+    }
+
+    /// The bridge created this student's user in `lms` and it is a plain learner: the only
+    /// accounts the bridge may deactivate.
+    pub fn bridge_owns_user(&self, lms: &str) -> bool {
+        self.lms_created.get(lms) == Some(&true) && self.lms_learner.get(lms) == Some(&true)
     }
 }
 
@@ -141,6 +168,10 @@ pub struct EnrollmentDoc {
     /// Actions that failed for good, with the reason.
     #[serde(default)]
     pub failed: Vec<PendingAction>,
+    /// The student held this course in the LMS before the bridge enrolled them (the first
+    /// enroll found it there): the bridge never unenrolls it.
+    #[serde(default)]
+    pub preexisting: bool,
     /// Incremented on every write.
     pub version: u64,
     /// Last write.
@@ -159,6 +190,7 @@ impl EnrollmentDoc {
             pending: Vec::new(),
             pending_since: None,
             failed: Vec::new(),
+            preexisting: false,
             version: 0,
             updated_at: now,
         }

@@ -1,7 +1,7 @@
 //! The Firestore adapter. Every time is stored as a native Firestore timestamp (see
 //! `Timestamp`'s serializer), so range queries and the TTL policy on `events.expire_at` work.
 
-use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, ProductDoc, StudentDoc};
+use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, LmsAccount, ProductDoc, StudentDoc};
 use super::{event_doc_id, product_doc_id, StateStore, StoreError, Tx};
 use ::firestore::errors::BackoffError;
 use ::firestore::{FirestoreDb, FirestoreQueryCursor, FirestoreTransaction, FirestoreValue};
@@ -184,16 +184,22 @@ impl StateStore for FirestoreStore {
         Ok(self.db.fluent().select().by_id_in(STUDENTS).obj().one(key).await?)
     }
 
-    async fn set_lms_user(&self, key: &str, lms: &str, user_id: &str) -> Result<(), StoreError> {
-        // Only that one field is written (the mask), so no read is needed first.
-        let field = format!("lms_user_ids.{lms}");
+    async fn set_lms_user(&self, key: &str, lms: &str, account: &LmsAccount) -> Result<(), StoreError> {
+        // Only these fields are written (the mask), so no read is needed first; `created` is
+        // written only when true, so it never goes back to false.
+        let mut fields = vec![format!("lms_user_ids.{lms}"), format!("lms_learner.{lms}")];
         let mut doc = StudentDoc::empty(key);
-        doc.lms_user_ids.insert(lms.to_owned(), user_id.to_owned());
+        doc.lms_user_ids.insert(lms.to_owned(), account.id.clone());
+        doc.lms_learner.insert(lms.to_owned(), account.learner);
+        if account.created {
+            fields.push(format!("lms_created.{lms}"));
+            doc.lms_created.insert(lms.to_owned(), true);
+        }
         let _: StudentDoc = self
             .db
             .fluent()
             .update()
-            .fields([field.as_str()])
+            .fields(fields.iter().map(String::as_str))
             .in_col(STUDENTS)
             .document_id(key)
             .object(&doc)

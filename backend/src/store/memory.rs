@@ -3,7 +3,7 @@
 //! Every collection is a `BTreeMap` by document id: queries answer in a fixed order, and runs
 //! are reproducible.
 
-use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, StudentDoc};
+use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, LmsAccount, StudentDoc};
 use super::{event_doc_id, product_doc_id, StateStore, StoreError, Tx};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -136,10 +136,14 @@ impl StateStore for MemoryStore {
         Ok(self.state.lock().await.students.get(key).cloned())
     }
 
-    async fn set_lms_user(&self, key: &str, lms: &str, user_id: &str) -> Result<(), StoreError> {
+    async fn set_lms_user(&self, key: &str, lms: &str, account: &LmsAccount) -> Result<(), StoreError> {
         let mut state = self.state.lock().await;
         let student = state.students.entry(key.to_owned()).or_insert_with(|| StudentDoc::empty(key));
-        student.lms_user_ids.insert(lms.to_owned(), user_id.to_owned());
+        student.lms_user_ids.insert(lms.to_owned(), account.id.clone());
+        student.lms_learner.insert(lms.to_owned(), account.learner);
+        if account.created {
+            student.lms_created.insert(lms.to_owned(), true);
+        }
         Ok(())
     }
 
@@ -317,8 +321,12 @@ mod tests {
         assert!(store.mapping("hotmart", "8").await.unwrap().is_none());
         assert_eq!(store.list_mappings().await.unwrap().len(), 1);
 
-        store.set_lms_user("k1", "talentlms", "42").await.unwrap();
+        let account = |created| LmsAccount { id: "42".into(), created, learner: true };
+        store.set_lms_user("k1", "talentlms", &account(true)).await.unwrap();
+        // A later lookup that finds the user does not make it someone else's.
+        store.set_lms_user("k1", "talentlms", &account(false)).await.unwrap();
         let student = store.student("k1").await.unwrap().unwrap();
         assert_eq!(student.lms_user_ids.get("talentlms").map(String::as_str), Some("42"));
+        assert!(student.bridge_owns_user("talentlms"));
     }
 }

@@ -10,7 +10,7 @@ pub use self::firestore::FirestoreStore;
 pub use self::memory::MemoryStore;
 
 use async_trait::async_trait;
-use docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, StudentDoc};
+use docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, LmsAccount, StudentDoc};
 use futures::future::BoxFuture;
 use lms_bridge_shared::{ProductMapping, Timestamp};
 
@@ -84,7 +84,7 @@ pub trait StateStore: Send + Sync + 'static {
     async fn student(&self, key: &str) -> Result<Option<StudentDoc>, StoreError>;
     /// Saves a student's user id in one LMS without touching the rest of the record, so no
     /// transaction is needed (creating the record if there is none).
-    async fn set_lms_user(&self, key: &str, lms: &str, user_id: &str) -> Result<(), StoreError>;
+    async fn set_lms_user(&self, key: &str, lms: &str, account: &LmsAccount) -> Result<(), StoreError>;
 
     /// A student's enrollments.
     async fn enrollments_of(&self, student_key: &str) -> Result<Vec<EnrollmentDoc>, StoreError>;

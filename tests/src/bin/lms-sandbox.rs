@@ -18,8 +18,8 @@
 //!   answer 200 with an HTML page; the next `n` user lookups find nobody (as if the user
 //!   were created just after the lookup).
 //! * `POST /_sandbox/users` with `{"email","login"?,"first_name"?,"last_name"?,"user_type"?,
-//!   "status"?,"deleted"?}`: adds a user as a portal admin would (any user type; a login
-//!   of its own). A `deleted` user is found by no lookup, yet its email and login stay
+//!   "status"?,"deleted"?,"courses"?}`: adds a user as a portal admin would (any user type; a
+//!   login of its own; already enrolled in `courses`, a list of course ids). A `deleted` user is found by no lookup, yet its email and login stay
 //!   taken for sign-ups, as TalentLMS does with a deleted user's email.
 //! * `POST /_sandbox/reset`.
 
@@ -158,7 +158,11 @@ impl State {
             status: text("status").unwrap_or_else(|| "active".into()),
             user_type: text("user_type").unwrap_or_else(|| "Learner-Type".into()),
             deleted: spec.get("deleted").and_then(Value::as_bool).unwrap_or(false),
-            courses: BTreeSet::new(),
+            courses: spec
+                .get("courses")
+                .and_then(Value::as_array)
+                .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default(),
             email,
         };
         let body = user_json(&user, false);
