@@ -50,6 +50,7 @@ DEAD_LETTER_TOPIC=${DEAD_LETTER_TOPIC:-lms-bridge-dead-letters}
 SUBSCRIPTION=${SUBSCRIPTION:-lms-bridge-push}
 SECRET=${SECRET:-talentlms-api-key}
 TOKEN_SECRET=${TOKEN_SECRET:-push-verification-token}
+PEPPER_SECRET=${PEPPER_SECRET:-student-key-pepper}
 SCHEDULE=${SCHEDULE:-*/5 * * * *}
 REPOSITORY=${REPOSITORY:-lms-bridge}
 DEACTIVATE_IDLE_USERS=${DEACTIVATE_IDLE_USERS:-false}
@@ -192,7 +193,17 @@ else
   TOKEN=$(gout secrets versions access latest --secret="$TOKEN_SECRET")
   [ -n "$TOKEN" ] || die "secret $TOKEN_SECRET is empty"
 fi
-for secret in "$SECRET" "$TOKEN_SECRET"; do
+# STUDENT_KEY_PEPPER: student keys are HMACs of the email under it (edge and backend alike),
+# so logs and document ids cannot be matched against an email list. Generated once, never
+# rotated: another pepper would give every student another key.
+gq secrets describe "$PEPPER_SECRET" || g secrets create "$PEPPER_SECRET" --replication-policy=automatic
+if $DRY_RUN; then
+  g_stdin 'a new pepper, openssl rand -hex 32, only when the secret has no version' \
+    secrets versions add "$PEPPER_SECRET" --data-file=-
+elif ! has_version "$PEPPER_SECRET"; then
+  openssl rand -hex 32 | tr -d '\n' | g_stdin '' secrets versions add "$PEPPER_SECRET" --data-file=-
+fi
+for secret in "$SECRET" "$TOKEN_SECRET" "$PEPPER_SECRET"; do
   g secrets add-iam-policy-binding "$secret" --member="serviceAccount:$RUN_SA" --role=roles/secretmanager.secretAccessor
 done
 
@@ -208,7 +219,7 @@ g run deploy "$SERVICE" --image="$IMAGE" --region="$REGION" --service-account="$
   --no-allow-unauthenticated --invoker-iam-check --timeout="${ACK_DEADLINE}s" --concurrency=20 --cpu=1 --memory=512Mi \
   --max-instances="$MAX_INSTANCES" \
   --set-env-vars="$ENV_VARS" \
-  --set-secrets="TALENTLMS_API_KEY=$SECRET:latest,PUSH_VERIFICATION_TOKEN=$TOKEN_SECRET:latest"
+  --set-secrets="TALENTLMS_API_KEY=$SECRET:latest,PUSH_VERIFICATION_TOKEN=$TOKEN_SECRET:latest,STUDENT_KEY_PEPPER=$PEPPER_SECRET:latest"
 if ! $DRY_RUN; then
   actual=$(gout run services describe "$SERVICE" --region="$REGION" --format='value(status.url)')
   [ "$actual" = "$URL" ] ||
@@ -329,5 +340,6 @@ Now the edge (run from the repository, after \`source scripts/tools.sh\`):
   npx wrangler queues create lms-bridge-events-dlq
   deploy/gcp.sh --edge-key    # $( $EDGE_KEY && echo "done: " )a key of $EDGE_SA into GCP_SERVICE_ACCOUNT_KEY
   npx wrangler secret put HOTMART_HOTTOK
+  gcloud --project=$PROJECT secrets versions access latest --secret=$PEPPER_SECRET | npx wrangler secret put STUDENT_KEY_PEPPER
   npx wrangler deploy --var GCP_PROJECT:$PROJECT --var PUBSUB_TOPIC:$TOPIC
 NEXT

@@ -36,9 +36,6 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: StudentCommand,
-        /// Where the state is.
-        #[command(flatten)]
-        store: StoreArgs,
     },
     /// Pub/Sub resources.
     Pubsub {
@@ -138,7 +135,35 @@ pub enum StudentCommand {
     Show {
         /// The student's email (any case, spaces trimmed).
         email: String,
+        /// Where the state is.
+        #[command(flatten)]
+        store: StoreArgs,
     },
+    /// The student key of this email (what logs and document ids show), under
+    /// `STUDENT_KEY_PEPPER` when set.
+    Key {
+        /// The student's email (any case, spaces trimmed).
+        email: String,
+        /// The pepper.
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+}
+
+/// How student keys are derived from emails.
+#[derive(Debug, Args, Clone)]
+pub struct KeyArgs {
+    /// `STUDENT_KEY_PEPPER` (a secret, environment only): student keys are HMAC-SHA256 of
+    /// the email under it, the same at the edge. Without it, plain sha256.
+    #[arg(skip = Secret::from_env("STUDENT_KEY_PEPPER"))]
+    pub student_key_pepper: Option<Secret>,
+}
+
+impl KeyArgs {
+    /// The pepper, if set and not blank.
+    pub fn pepper(&self) -> Option<lms_bridge_shared::Pepper> {
+        self.student_key_pepper.as_ref().and_then(|s| lms_bridge_shared::Pepper::new(s.expose()))
+    }
 }
 
 /// Arguments of `lms-bridge simulate`.
@@ -222,6 +247,9 @@ pub struct StoreArgs {
     /// GCP project of the Firestore database.
     #[arg(long, env = "GCP_PROJECT")]
     pub gcp_project: String,
+    /// How the store's student keys are derived.
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 /// Which LMS, and how to reach it.

@@ -1,6 +1,6 @@
 //! Operator commands: mappings, sweep, student, replay.
 
-use crate::cli::{MappingsCommand, ServiceArgs, StoreArgs};
+use crate::cli::{KeyArgs, MappingsCommand, ServiceArgs, StoreArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::engine::{Engine, Outcome};
 use crate::service;
@@ -103,10 +103,16 @@ pub async fn sweep(args: &ServiceArgs) -> Result<String, CommandError> {
     Ok(format!("{}\n", json!(report)))
 }
 
+/// `student key EMAIL`.
+pub fn student_key(email: &str, keys: &KeyArgs) -> Result<String, CommandError> {
+    let email = Email::parse(email).map_err(|e| CommandError::BadInput(e.to_string()))?;
+    Ok(format!("{}\n", email.student_key_with(keys.pepper().as_ref())))
+}
+
 /// `student show EMAIL`.
 pub async fn student_show(email: &str, store: &StoreArgs) -> Result<String, CommandError> {
     let email = Email::parse(email).map_err(|e| CommandError::BadInput(e.to_string()))?;
-    let key = email.student_key();
+    let key = email.student_key_with(store.keys.pepper().as_ref());
     let store = service::store(store).await?;
     let student = store.student(key.as_str()).await?;
     let enrollments = store.enrollments_of(key.as_str()).await?;

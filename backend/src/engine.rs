@@ -8,7 +8,9 @@ use crate::store::docs::{
 };
 use crate::store::{enrollment_doc_id, FirestoreStore, StateStore, StoreError, Tx};
 use futures::FutureExt;
-use lms_bridge_shared::{grant_key, Access, Change, CourseId, Event, Grant, LmsAction, ProductMapping, Timestamp};
+use lms_bridge_shared::{
+    grant_key, Access, Change, CourseId, Event, Grant, LmsAction, Pepper, ProductMapping, Timestamp,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +74,9 @@ pub struct Engine<S: StateStore = FirestoreStore> {
     pub clock: Arc<dyn Clock>,
     /// Deactivate LMS users left without any active course.
     pub deactivate_idle_users: bool,
+    /// `STUDENT_KEY_PEPPER`: every event's student key is derived again under it, so the
+    /// store's ids never depend on what an edge (or an old event) computed.
+    pub pepper: Option<Pepper>,
     /// How long a runner holds pending actions; every LMS call of the run ends before.
     pub lease: Duration,
     /// Attempts after which a pending action is moved to `failed`.
@@ -88,6 +93,7 @@ impl<S: StateStore> Engine<S> {
             lms,
             clock,
             deactivate_idle_users: false,
+            pepper: None,
             lease: LEASE,
             max_attempts: MAX_ATTEMPTS,
             sweep_budget: SWEEP_BUDGET,
@@ -249,6 +255,7 @@ impl<S: StateStore> Engine<S> {
 
     /// Applies one event: dedupe, decide, commit, then run the LMS actions.
     pub async fn apply(&self, event: &Event) -> Result<Outcome, ApplyError> {
+        let event = &self.keyed(event.clone());
         let now = self.clock.now();
         if let Change::Unparsed { reason } = &event.change {
             tracing::warn!(event_id = %event.id, reason = %reason, "quarantined: the edge could not normalize this webhook; kept for replay");
@@ -442,6 +449,12 @@ impl<S: StateStore> Engine<S> {
             self.deactivate_if_idle(&doc).await?;
         }
         outcome
+    }
+
+    /// The event with its student key derived under this deployment's pepper.
+    pub fn keyed(&self, mut event: Event) -> Event {
+        event.key_student(self.pepper.as_ref());
+        event
     }
 
     /// Runs one enrollment's pending actions (see `run_pending_with`).

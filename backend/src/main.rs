@@ -69,7 +69,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => service::serve(args).await.map(|()| String::new()).map_err(CommandError::Failed),
             Command::Mappings { command, service } => commands::mappings(&command, &service).await,
             Command::Sweep(args) => commands::sweep(&args).await,
-            Command::Student { command: StudentCommand::Show { email }, store } => {
+            Command::Student { command: StudentCommand::Key { email, keys } } => commands::student_key(&email, &keys),
+            Command::Student { command: StudentCommand::Show { email, store } } => {
                 commands::student_show(&email, &store).await
             }
             Command::Replay { service, quarantined, unmapped } => {

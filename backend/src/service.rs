@@ -48,6 +48,7 @@ pub async fn engine(args: &ServiceArgs) -> anyhow::Result<Engine> {
     let lms = lms(&args.lms)?;
     Ok(Engine {
         deactivate_idle_users: args.lms.deactivate_idle_users,
+        pepper: args.store.keys.pepper(),
         ..Engine::new(store(&args.store).await?, lms, Arc::new(SystemClock))
     })
 }

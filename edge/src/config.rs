@@ -2,6 +2,7 @@
 
 use crate::error::EdgeError;
 use lms_bridge_shared::pubsub::{KeyError, ServiceAccountKey};
+use lms_bridge_shared::Pepper;
 use worker::Env;
 
 /// Logged (and the request refused with 500) when the emulator is named outside local mode.
@@ -29,6 +30,9 @@ pub struct Config {
     pub secrets: Vec<String>,
     /// Pub/Sub settings.
     pub pubsub: PubsubConfig,
+    /// `STUDENT_KEY_PEPPER`: student keys are HMACs of the email under it (the backend holds
+    /// the same one). Without it they are plain sha256 digests.
+    pub pepper: Option<Pepper>,
 }
 
 /// A setting, whether it was given as a secret or as a plain variable; blank is absent.
@@ -93,6 +97,7 @@ impl Config {
         let secrets = setting(env, &secret_name)
             .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default();
-        Ok(Self { secrets, pubsub: PubsubConfig::from_env(env)? })
+        let pepper = setting(env, "STUDENT_KEY_PEPPER").and_then(|p| Pepper::new(&p));
+        Ok(Self { secrets, pubsub: PubsubConfig::from_env(env)?, pepper })
     }
 }

@@ -91,7 +91,7 @@ async fn route(mut req: Request, env: &Env, line: &mut log::Line) -> Result<Resp
     } else {
         Err(source::NormalizeError::unexpected_content_type(&content_type))
     };
-    let (event, quarantined) = match normalized {
+    let (mut event, quarantined) = match normalized {
         Ok(event) => (event, false),
         Err(reason) => {
             line.quarantined = Some(reason.code());
@@ -99,6 +99,7 @@ async fn route(mut req: Request, env: &Env, line: &mut log::Line) -> Result<Resp
         }
     };
     drop(source);
+    event.key_student(config.pepper.as_ref());
     line.event_id = Some(event.id.to_string());
     line.student = event.student_key().map(ToString::to_string);
     line.change = Some(event.change.kind());

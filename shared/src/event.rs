@@ -7,7 +7,7 @@
 
 pub mod v1;
 
-use crate::ids::{ChargeId, Email, EventId, GrantId, ProductId, SourceName, StudentKey};
+use crate::ids::{ChargeId, Email, EventId, GrantId, Pepper, ProductId, SourceName, StudentKey};
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -281,6 +281,14 @@ impl Event {
     /// The student key, if the event names a student.
     pub fn student_key(&self) -> Option<&StudentKey> {
         self.student.as_ref().map(|s| &s.key)
+    }
+
+    /// Derives the student key again from the email under `pepper` (normalizers key without
+    /// one; the edge and the backend apply the deployment's).
+    pub fn key_student(&mut self, pepper: Option<&Pepper>) {
+        if let Some(student) = &mut self.student {
+            student.key = student.email.student_key_with(pepper);
+        }
     }
 }
 

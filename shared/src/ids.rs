@@ -1,5 +1,6 @@
 //! Domain identifiers: each one is built only through a parsing constructor.
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -196,9 +197,39 @@ impl Email {
         &self.0
     }
 
-    /// The student key derived from this address.
+    /// The student key derived from this address without a pepper: sha256 hex. Anyone with a
+    /// list of emails can recompute it; deployments set a `Pepper`.
     pub fn student_key(&self) -> StudentKey {
         StudentKey(hex::encode(Sha256::digest(self.0.as_bytes())))
+    }
+
+    /// The student key under `pepper`: HMAC-SHA256 hex of the address, so keys in logs and
+    /// document ids cannot be matched against an email list without the secret.
+    pub fn student_key_with(&self, pepper: Option<&Pepper>) -> StudentKey {
+        let Some(pepper) = pepper else { return self.student_key() };
+        // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&pepper.0).unwrap_or_else(|_| unreachable!());
+        mac.update(self.0.as_bytes());
+        StudentKey(hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// The secret that keys student keys (`STUDENT_KEY_PEPPER`): the same at the edge and the
+/// backend. Changing it changes every student's key, so it is set once, at installation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pepper(Vec<u8>);
+
+impl Pepper {
+    /// A pepper from its secret text (trimmed); `None` when blank.
+    pub fn new(secret: &str) -> Option<Self> {
+        let secret = secret.trim();
+        (!secret.is_empty()).then(|| Self(secret.as_bytes().to_vec()))
+    }
+}
+
+impl fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pepper(<redacted>)")
     }
 }
 
@@ -265,6 +296,20 @@ impl fmt::Display for StudentKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peppered_student_key_is_the_hmac_of_the_email() {
+        // Computed with Python's hmac module: an implementation other than ours.
+        let email = Email::parse(" Ana.Souza@Example.com ").unwrap();
+        let pepper = Pepper::new(" pepper-of-the-test\n").unwrap();
+        assert_eq!(
+            email.student_key_with(Some(&pepper)).as_str(),
+            "8cd7792f0927cf0461ad6c293f4206100ab4ced857d7a3b30acb4c3d0c88c3cb"
+        );
+        assert_eq!(email.student_key_with(None), email.student_key());
+        assert!(Pepper::new("  ").is_none());
+        assert_eq!(format!("{pepper:?}"), "Pepper(<redacted>)");
+    }
 
     #[test]
     fn email_is_trimmed_lowercased_and_keyed_by_sha256() {

@@ -12,7 +12,7 @@ pub mod source;
 pub mod timestamp;
 
 pub use event::{Change, Charge, Event, EventError, RevokeReason, SCHEMA};
-pub use ids::{ChargeId, CourseId, Email, EventId, GrantId, IdError, ProductId, SourceName, StudentKey};
+pub use ids::{ChargeId, CourseId, Email, EventId, GrantId, IdError, Pepper, ProductId, SourceName, StudentKey};
 pub use policy::{AccessPolicy, ChargebackPolicy, DisputePolicy, ProductMapping};
 pub use rules::{grant_key, Access, Decision, Enrollment, Grant, LmsAction};
 pub use timestamp::Timestamp;

@@ -329,9 +329,15 @@ impl Backend {
 
     /// Runs an `lms-bridge` command against this backend's state and LMS.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with(args, &[])
+    }
+
+    /// Runs the CLI against its state and LMS with more environment.
+    pub fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(backend_bin())
             .args(args)
             .envs(Self::env(&self.project, &self.firestore_host, &self.sandbox_url))
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }

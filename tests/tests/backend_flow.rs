@@ -435,6 +435,30 @@ fn the_bridge_never_takes_away_what_it_did_not_give() {
     assert_eq!(doc["fields"]["preexisting"]["booleanValue"], true, "{doc}");
 }
 
+#[test]
+fn with_a_pepper_students_are_kept_under_the_hmac_of_their_email() {
+    let pepper = [("STUDENT_KEY_PEPPER", "pepper-of-the-test")];
+    let w = world_with("pepper", &[], &pepper);
+    // The event comes keyed by plain sha256 (an edge without the pepper, or an old event).
+    w.push_ok(&purchase("purchase_approved", "pp1", 6000, "HP80"));
+    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+    // HMAC-SHA256("pepper-of-the-test", ANA), computed with Python's hmac.
+    let key = "8cd7792f0927cf0461ad6c293f4206100ab4ced857d7a3b30acb4c3d0c88c3cb";
+    let doc = shared().0.document(&w.backend.project, &format!("enrollments/{key}__102"));
+    assert_eq!(doc["fields"]["access"]["stringValue"], "active", "{doc}");
+    let plain = lms_bridge_shared::Email::parse(ANA).unwrap().student_key().to_string();
+    assert!(!w.backend.log().contains(&plain), "only the peppered key is logged");
+
+    let printed = w.backend.cli_with(&["student", "key", " Ana.Souza@Example.com"], &pepper);
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim(), key);
+    let shown = w.backend.cli_with(&["student", "show", ANA], &pepper);
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains(key));
+    let bad = w.backend.cli_with(&["student", "key", "not-an-email"], &pepper);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
 /// Events exactly as the previous release's edge published them (schema v1), as Pub/Sub may
 /// still hold during a deploy.
 fn v1_event(id: &str, change: Value, source_event: &str, product: &str, transaction: &str) -> Value {

@@ -223,7 +223,7 @@ fn the_dry_run_plans_every_resource_and_touches_nothing() {
         "PUSH_AUTH=cloud-run",
         "PUSH_AUDIENCE=https://lms-bridge-PROJECT_NUMBER.europe-west1.run.app",
         "PUBSUB_SUBSCRIPTION=lms-bridge-push",
-        "--set-secrets=TALENTLMS_API_KEY=talentlms-api-key:latest\\,PUSH_VERIFICATION_TOKEN=push-verification-token:latest",
+        "--set-secrets=TALENTLMS_API_KEY=talentlms-api-key:latest\\,PUSH_VERIFICATION_TOKEN=push-verification-token:latest\\,STUDENT_KEY_PEPPER=student-key-pepper:latest",
         "--timeout=60s",
         "--max-instances=2",
     ]);
@@ -239,6 +239,7 @@ fn the_dry_run_plans_every_resource_and_touches_nothing() {
     assert!(
         plan.contains("wrangler queues create lms-bridge-events")
             && plan.contains("wrangler secret put HOTMART_HOTTOK")
+            && plan.contains("wrangler secret put STUDENT_KEY_PEPPER")
             && plan.contains("deploy/gcp.sh --edge-key")
     );
 
@@ -281,6 +282,7 @@ fn the_cloud_run_settings_of_the_plan_start_the_backend_and_accept_its_own_token
     let values = BTreeMap::from([
         ("TALENTLMS_API_KEY", "test-talentlms-key"),
         ("PUSH_VERIFICATION_TOKEN", "test-verification-token"),
+        ("STUDENT_KEY_PEPPER", "test-pepper"),
     ]);
     assert_eq!(secrets.keys().map(String::as_str).collect::<BTreeSet<_>>(), values.keys().copied().collect());
 

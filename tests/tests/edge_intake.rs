@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 const TOPIC: &str = "edge-intake";
+const PEPPER: &str = "edge-pepper-9f3c";
 
 struct Stack {
     emulator: Emulator,
@@ -33,6 +34,7 @@ fn stack() -> (MutexGuard<'static, ()>, &'static Stack) {
                 ("PUBSUB_EMULATOR_HOST", &emulator.host),
                 ("GCP_PROJECT", PROJECT),
                 ("PUBSUB_TOPIC", TOPIC),
+                ("STUDENT_KEY_PEPPER", PEPPER),
             ],
         );
         Stack { emulator, edge }
@@ -69,7 +71,8 @@ fn every_sample_is_accepted_and_arrives_once_with_its_message() {
         let event = message.json();
         // The data is exactly what the shared normalizer makes of the body at the edge's clock.
         let received_at = lms_bridge_shared::Timestamp::parse_rfc3339(event["received_at"].as_str().unwrap()).unwrap();
-        let expected = lms_bridge_shared::source::hotmart::normalize(body, received_at).unwrap();
+        let mut expected = lms_bridge_shared::source::hotmart::normalize(body, received_at).unwrap();
+        expected.key_student(lms_bridge_shared::Pepper::new(PEPPER).as_ref());
         let expected = serde_json::to_value(&expected).unwrap();
         assert_eq!(event, expected, "{name}");
         assert_eq!(message.attributes["schema"], "lms-bridge.event.v2");
@@ -250,6 +253,26 @@ fn quarantined_bodies_lose_the_hottok_in_every_shape_and_are_logged_at_warning()
     let output = stack.edge.output();
     assert!(!output.contains(HOTTOK), "the hottok reached the edge output");
     assert!(!output.contains("in-a-string") && !output.contains("not json at all"), "a body reached the log");
+}
+
+#[test]
+fn student_keys_leave_the_edge_as_hmacs_of_the_email_under_the_pepper() {
+    let (_turn, stack) = stack();
+    let sub = subscribe(stack, "peppered");
+    let mut raw: serde_json::Value = serde_json::from_slice(&fixture("hotmart/purchase_approved.json")).unwrap();
+    raw["id"] = "peppered-1".into();
+    raw["data"]["buyer"]["email"] = "Ana.Souza@Example.com".into();
+    let (status, answer) = stack.edge.hotmart(raw.to_string().into_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let pulled = stack.emulator.client().pull_exactly(&sub, 1, Duration::from_secs(30), Duration::from_secs(2));
+    assert_eq!(pulled.len(), 1);
+    // HMAC-SHA256("edge-pepper-9f3c", "ana.souza@example.com"), computed with Python's hmac.
+    let key = "cb89338b2a09ad7fda38c5d9d2c8d477aab4db02162c5f4f5f744194531d3e3a";
+    assert_eq!(pulled[0].json()["student"]["key"], key);
+    assert_eq!(pulled[0].ordering_key.as_deref(), Some(key));
+    let log = serde_json::Value::from(stack.edge.log_lines()).to_string();
+    assert!(log.contains(key), "the edge logs the peppered key");
+    assert!(!log.contains(&lms_bridge_shared::Email::parse("ana.souza@example.com").unwrap().student_key().to_string()));
 }
 
 #[test]

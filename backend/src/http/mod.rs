@@ -251,6 +251,7 @@ async fn push<S: StateStore>(
             return Err(ApiError::Unprocessable(format!("not an lms-bridge event: {reason}; stored as {stored}")));
         }
     };
+    let event = state.engine.keyed(event);
     let student = event.student_key().map(ToString::to_string).unwrap_or_default();
     let outcome = tokio::time::timeout(HANDLER_BUDGET, state.engine.apply(&event)).await;
     let outcome = match outcome {
