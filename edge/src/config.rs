@@ -58,7 +58,7 @@ fn local_mode(env: &Env) -> bool {
 /// The fixed text for an unusable key: never the parser's message, which quotes its input.
 pub fn key_error_text(error: &KeyError) -> &'static str {
     match error {
-        KeyError::Json(_) => KEY_NOT_JSON,
+        KeyError::Json => KEY_NOT_JSON,
         KeyError::Pem => KEY_NOT_PEM,
     }
 }

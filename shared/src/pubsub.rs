@@ -73,9 +73,9 @@ impl std::fmt::Debug for ServiceAccountKey {
 /// Why a service-account key cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// Not the JSON of a key file.
-    #[error("GCP_SERVICE_ACCOUNT_KEY is not a service-account key JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    /// Not the JSON of a key file. Carries no parser message: serde's would quote the key.
+    #[error("GCP_SERVICE_ACCOUNT_KEY is not a service-account key JSON")]
+    Json,
     /// The PEM block is not base64.
     #[error("GCP_SERVICE_ACCOUNT_KEY private_key is not a PEM private key")]
     Pem,
@@ -84,7 +84,7 @@ pub enum KeyError {
 impl ServiceAccountKey {
     /// Parses the key file JSON.
     pub fn from_json(text: &str) -> Result<Self, KeyError> {
-        Ok(serde_json::from_str(text)?)
+        serde_json::from_str(text).map_err(|_| KeyError::Json)
     }
 
     /// The DER bytes of the PKCS#8 private key.
