@@ -1,12 +1,21 @@
-//! Command-line arguments. Every setting also reads from its DESIGN §4.5 environment name.
+//! Command-line arguments. Every setting also reads from its environment name (shown by
+//! `--help`); secrets come from the environment only (docs/contracts.md lists them all).
 
 use crate::auth::PushAuthMode;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// Secrets are read from the environment only (a process's arguments show in `ps`).
+const SECRETS_HELP: &str = "Secrets, from the environment only:
+  TALENTLMS_API_KEY         the TalentLMS API key
+  PUSH_VERIFICATION_TOKEN   the ?token= pushes and sweeps must carry (serve)
+  STUDENT_KEY_PEPPER        student keys are HMAC-SHA256 of the email under it
+  HOTMART_HOTTOK            the expected hottok (normalize; or --hottok-file)
+  HOTMART_HEADER_HOTTOK     the hottok that came with the body (normalize; or --header-hottok-file)";
+
 /// Keeps Hotmart and the LMS in step.
 #[derive(Debug, Parser)]
-#[command(name = "lms-bridge", version, about)]
+#[command(name = "lms-bridge", version, about, after_help = SECRETS_HELP)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -30,7 +39,7 @@ pub enum Command {
         service: ServiceArgs,
     },
     /// End access whose time is up and retry LMS actions left pending.
-    Sweep(ServiceArgs),
+    Sweep(SweepArgs),
     /// Show what lms-bridge knows about a student.
     Student {
         /// What to do.
@@ -166,6 +175,18 @@ impl KeyArgs {
     }
 }
 
+/// Arguments of `lms-bridge sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Sweep as if it were this time (RFC 3339), e.g. to end access due at a given moment, or
+    /// to see what a later sweep will do. Default: now.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
+    /// State and LMS.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
 /// Arguments of `lms-bridge simulate`.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -237,7 +258,13 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
     }
 }
 
@@ -256,8 +283,8 @@ pub struct StoreArgs {
 #[derive(Debug, Args, Clone)]
 pub struct LmsArgs {
     /// The LMS adapter.
-    #[arg(long, env = "LMS", default_value = "talentlms")]
-    pub lms: String,
+    #[arg(long, env = "LMS", value_enum, default_value = "talentlms")]
+    pub lms: LmsKind,
     /// TalentLMS base URL, e.g. https://acme.talentlms.com.
     #[arg(long, env = "TALENTLMS_URL")]
     pub talentlms_url: Option<String>,
@@ -271,6 +298,13 @@ pub struct LmsArgs {
     /// Deactivate LMS users left without any active course (seats cost money).
     #[arg(long, env = "DEACTIVATE_IDLE_USERS", default_value_t = false)]
     pub deactivate_idle_users: bool,
+}
+
+/// The LMS adapters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LmsKind {
+    /// TalentLMS (`TALENTLMS_URL`, `TALENTLMS_API_KEY`).
+    Talentlms,
 }
 
 /// State and LMS: what the engine needs.
@@ -334,7 +368,8 @@ mod tests {
         args.service.lms.talentlms_api_key = Some(Secret::new("api-key-CANARY"));
         args.push_verification_token = Some(Secret::new("verification-CANARY"));
         let serve = format!("{cli:?} {cli:#?}");
-        assert!(serve.contains("<redacted>"), "{serve}");
+        assert!(serve.contains("[redacted]"), "{serve}");
+        assert_eq!(Secret::new("CANARY").to_string(), "[redacted]");
         let mut normalize = Cli::try_parse_from(["lms-bridge", "normalize"]).unwrap();
         let Command::Normalize(args) = &mut normalize.command else { panic!("normalize") };
         args.hottok_env = Some(Secret::new("hottok-CANARY"));

@@ -1,15 +1,16 @@
 //! Operator commands: mappings, sweep, student, replay.
 
-use crate::cli::{KeyArgs, MappingsCommand, ServiceArgs, StoreArgs};
-use crate::clock::{Clock, SystemClock};
+use crate::cli::{KeyArgs, MappingsCommand, ServiceArgs, StoreArgs, SweepArgs};
+use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::engine::{Engine, Outcome};
 use crate::service;
 use crate::store::docs::EventStatus;
 use crate::store::StateStore;
 use lms_bridge_shared::source;
-use lms_bridge_shared::{Email, ProductMapping};
+use lms_bridge_shared::{Email, ProductMapping, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 
 /// Why a command failed: bad input (exit 2) or a failure around us (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -97,8 +98,16 @@ pub async fn mappings(command: &MappingsCommand, args: &ServiceArgs) -> Result<S
 }
 
 /// `sweep`.
-pub async fn sweep(args: &ServiceArgs) -> Result<String, CommandError> {
-    let engine = service::engine(args).await?;
+pub async fn sweep(args: &SweepArgs) -> Result<String, CommandError> {
+    let clock: Arc<dyn Clock> = match &args.at {
+        None => Arc::new(SystemClock),
+        Some(at) => {
+            let at = Timestamp::parse_rfc3339(at)
+                .map_err(|e| CommandError::BadInput(format!("--at is not an RFC 3339 time: {e}")))?;
+            Arc::new(ManualClock::new(at))
+        }
+    };
+    let engine = service::engine_at(&args.service, clock).await?;
     let report = engine.sweep().await.map_err(|e| CommandError::Failed(e.into()))?;
     Ok(format!("{}\n", json!(report)))
 }

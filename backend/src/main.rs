@@ -24,40 +24,27 @@ fn fail(message: impl std::fmt::Display, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn simulate(args: &SimulateArgs) -> Result<simulate::Report, CommandError> {
+/// `simulate` on the runtime the other commands use; its warnings go to stderr.
+async fn simulate(args: &SimulateArgs) -> Result<String, CommandError> {
     let mappings = std::fs::read_to_string(&args.mappings).map_err(|e| {
         CommandError::BadInput(format!("cannot read the mappings file {}: {e}", args.mappings.display()))
     })?;
     let at = args.at.iter().map(|t| simulate::parse_at(t)).collect::<Result<Vec<_>, _>>()?;
     let request = simulate::Request { mappings, at, timeline: args.timeline, source: args.source.clone() };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CommandError::Failed(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(simulate::run(&request, std::io::stdin().lock()))
+    let report = simulate::run(&request, std::io::stdin().lock()).await?;
+    for warning in &report.warnings {
+        eprintln!("lms-bridge: {warning}");
+    }
+    Ok(report.stdout)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Normalize(args) = &cli.command {
-        return match normalize::run(args, std::io::stdin().lock()) {
-            Ok(output) => print(&output),
-            Err(error) => fail(&error, error.exit_code()),
-        };
+    // `normalize` and `simulate` answer on stdout and log nothing: the engine's log lines
+    // would mix with the answer.
+    if !matches!(cli.command, Command::Normalize(_) | Command::Simulate(_)) {
+        logging::init(matches!(cli.command, Command::Serve(_)));
     }
-    if let Command::Simulate(args) = &cli.command {
-        // No logging: stdout is the answer, stderr the report of unusable lines.
-        return match simulate(args) {
-            Ok(report) => {
-                for warning in &report.warnings {
-                    eprintln!("lms-bridge: {warning}");
-                }
-                print(&report.stdout)
-            }
-            Err(error) => fail(&error, error.exit_code()),
-        };
-    }
-    logging::init(matches!(cli.command, Command::Serve(_)));
     service::install_crypto_provider();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -65,7 +52,16 @@ fn main() -> ExitCode {
     };
     let result: Result<String, CommandError> = runtime.block_on(async {
         match cli.command {
-            Command::Normalize(_) | Command::Simulate(_) => Ok(String::new()),
+            Command::Normalize(args) => normalize::run(&args, std::io::stdin().lock()).map_err(|error| {
+                let code = error.exit_code();
+                let message = error.to_string();
+                if code == 2 {
+                    CommandError::BadInput(message)
+                } else {
+                    CommandError::Failed(anyhow::anyhow!(message))
+                }
+            }),
+            Command::Simulate(args) => simulate(&args).await,
             Command::Serve(args) => service::serve(args).await.map(|()| String::new()).map_err(CommandError::Failed),
             Command::Mappings { command, service } => commands::mappings(&command, &service).await,
             Command::Sweep(args) => commands::sweep(&args).await,

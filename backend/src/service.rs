@@ -1,8 +1,8 @@
 //! Building the engine and running the server from validated settings.
 
 use crate::auth::{PushAuth, PushAuthConfig, PushAuthMode, MIN_REFRESH};
-use crate::cli::{LmsArgs, ServeArgs, ServiceArgs, StoreArgs};
-use crate::clock::SystemClock;
+use crate::cli::{LmsArgs, LmsKind, ServeArgs, ServiceArgs, StoreArgs};
+use crate::clock::{Clock, SystemClock};
 use crate::engine::Engine;
 use crate::http::{router, warn_if_unauthenticated, AppState};
 use crate::lms::talentlms::TalentLms;
@@ -28,8 +28,8 @@ pub async fn store(args: &StoreArgs) -> anyhow::Result<FirestoreStore> {
 
 /// The configured LMS adapter; a missing URL or key is a start-up error.
 pub fn lms(args: &LmsArgs) -> anyhow::Result<Arc<dyn Lms>> {
-    match args.lms.as_str() {
-        "talentlms" => {
+    match args.lms {
+        LmsKind::Talentlms => {
             let url =
                 args.talentlms_url.as_deref().filter(|u| !u.trim().is_empty()).context("TALENTLMS_URL is not set")?;
             let key =
@@ -39,17 +39,21 @@ pub fn lms(args: &LmsArgs) -> anyhow::Result<Arc<dyn Lms>> {
                     .context("building the TalentLMS client")?,
             ))
         }
-        other => bail!("unknown LMS {other:?} (known: talentlms)"),
     }
 }
 
 /// The engine from settings.
 pub async fn engine(args: &ServiceArgs) -> anyhow::Result<Engine> {
+    engine_at(args, Arc::new(SystemClock)).await
+}
+
+/// The engine from settings, reading time from `clock` (`sweep --at`).
+pub async fn engine_at(args: &ServiceArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
     let lms = lms(&args.lms)?;
     Ok(Engine {
         deactivate_idle_users: args.lms.deactivate_idle_users,
         pepper: args.store.keys.pepper(),
-        ..Engine::new(store(&args.store).await?, lms, Arc::new(SystemClock))
+        ..Engine::new(store(&args.store).await?, lms, clock)
     })
 }
 

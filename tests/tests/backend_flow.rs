@@ -459,6 +459,33 @@ fn with_a_pepper_students_are_kept_under_the_hmac_of_their_email() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
+#[test]
+fn a_sweep_at_a_given_time_ends_the_access_due_by_then_and_nothing_else() {
+    let w = world("sweep-at");
+    w.push_ok(&purchase("purchase_approved", "f1", 7000, "HP85")); // 365 days of course 103
+    w.push_ok(&purchase("purchase_approved", "l1", 6000, "HP86")); // lifetime course 102
+    assert_eq!(w.sandbox.courses_of(ANA), ["102", "103"]);
+    let at = |days: i64| {
+        let t = Timestamp::from_unix_millis(now_ms() + days * 86_400_000).unwrap();
+        t.to_string()
+    };
+    let early = w.backend.cli(&["sweep", "--at", &at(300)]);
+    assert!(early.status.success(), "{}", String::from_utf8_lossy(&early.stderr));
+    assert!(
+        String::from_utf8_lossy(&early.stdout).contains("\"ended\":0"),
+        "{}",
+        String::from_utf8_lossy(&early.stdout)
+    );
+    assert_eq!(w.sandbox.courses_of(ANA), ["102", "103"]);
+    let due = w.backend.cli(&["sweep", "--at", &at(366)]);
+    assert!(due.status.success(), "{}", String::from_utf8_lossy(&due.stderr));
+    assert!(String::from_utf8_lossy(&due.stdout).contains("\"ended\":1"), "{}", String::from_utf8_lossy(&due.stdout));
+    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+    let bad = w.backend.cli(&["sweep", "--at", "next tuesday"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("lms-bridge: --at is not an RFC 3339 time"));
+}
+
 /// Events exactly as the previous release's edge published them (schema v1), as Pub/Sub may
 /// still hold during a deploy.
 fn v1_event(id: &str, change: Value, source_event: &str, product: &str, transaction: &str) -> Value {
