@@ -33,11 +33,6 @@ impl PubsubMessage {
             ordering_key: event.student_key().map(|k| k.to_string()),
         }
     }
-
-    /// The decoded `data` bytes.
-    pub fn data_bytes(&self) -> Result<Vec<u8>, base64::DecodeError> {
-        base64::engine::general_purpose::STANDARD.decode(&self.data)
-    }
 }
 
 /// The body of a Pub/Sub REST `publish` call.

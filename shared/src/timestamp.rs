@@ -53,11 +53,6 @@ impl Timestamp {
         Self(value.replace_nanosecond(u32::from(millis) * 1_000_000).unwrap_or(value))
     }
 
-    /// The underlying `time` value.
-    pub fn as_offset(self) -> OffsetDateTime {
-        self.0
-    }
-
     /// This instant plus a number of whole days (saturating at the end of the range).
     pub fn plus_days(self, days: u32) -> Self {
         self.0.checked_add(Duration::days(i64::from(days))).map_or(self, Self)

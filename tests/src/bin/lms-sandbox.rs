@@ -19,9 +19,9 @@
 //!   were created just after the lookup).
 //! * `POST /_sandbox/users` with `{"email","login"?,"first_name"?,"last_name"?,"user_type"?,
 //!   "status"?,"deleted"?,"courses"?}`: adds a user as a portal admin would (any user type; a
-//!   login of its own; already enrolled in `courses`, a list of course ids). A `deleted` user is found by no lookup, yet its email and login stay
-//!   taken for sign-ups, as TalentLMS does with a deleted user's email.
-//! * `POST /_sandbox/reset`.
+//!   login of its own; already enrolled in `courses`, a list of course ids). A `deleted` user
+//!   is found by no lookup, yet its email and login stay taken for sign-ups, as TalentLMS
+//!   does with a deleted user's email.
 
 #![allow(clippy::unwrap_used, reason = "a test fixture: a poisoned lock or bad header is a bug to surface")]
 
@@ -287,12 +287,6 @@ fn handle(state: &Mutex<State>, mut request: Request) {
             (Method::Post, "users") => {
                 let spec: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 s.add_user(&spec)
-            }
-            (Method::Post, "reset") => {
-                s.users.clear();
-                s.calls.clear();
-                s.faults = Faults::default();
-                ok(json!({ "reset": true }))
             }
             (Method::Post, "faults") => {
                 let f: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
