@@ -3,13 +3,16 @@
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use lms_bridge_backend::clock::ManualClock;
 use lms_bridge_backend::commands::parse_mappings;
-use lms_bridge_backend::engine::{Engine, Outcome};
+use lms_bridge_backend::engine::{ApplyError, Engine, Outcome};
 use lms_bridge_backend::lms::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, LmsUserId};
-use lms_bridge_backend::store::{MemoryStore, StateStore};
+use lms_bridge_backend::store::docs::{EnrollmentDoc, EventDoc, EventStatus, LmsAccount, StudentDoc};
+use lms_bridge_backend::store::{enrollment_doc_id, MemoryStore, StateStore, StoreError, Tx};
 use lms_bridge_shared::source::hotmart;
-use lms_bridge_shared::{CourseId, Timestamp};
+use lms_bridge_shared::{Access, CourseId, ProductMapping, Timestamp};
 use std::sync::{Arc, Mutex};
 
 /// Records every call; every call succeeds.
@@ -257,7 +260,7 @@ async fn a_runner_whose_lease_ran_out_never_releases_the_claim_of_the_runner_tha
     assert!(a.await.unwrap().is_err());
     // B still holds the actions: a third runner must not run them beside B.
     let c = engine.run_pending(&doc_id).await;
-    assert!(matches!(c, Err(lms_bridge_backend::engine::ApplyError::Busy(_))), "{c:?}");
+    assert!(matches!(c, Err(ApplyError::Busy(_))), "{c:?}");
     lms.answer(0, Ok(()));
     b.await.unwrap().unwrap();
     assert_eq!(lms.done.lock().unwrap().clone(), vec![format!("enroll user-ana@example.com 103")]);
@@ -281,4 +284,127 @@ async fn an_lms_call_that_outlasts_the_lease_is_abandoned_and_left_for_the_next_
     let doc = engine.store.enrollments_of(&key).await.unwrap().remove(0);
     assert_eq!(doc.pending.len(), 1, "left pending for the next runner");
     assert!(doc.pending[0].lease.is_none() && doc.pending[0].leased_until.is_none(), "{:?}", doc.pending);
+}
+
+/// The memory store, with `set_lms_user` failing while `down` is set.
+#[derive(Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl StateStore for FlakyStore {
+    async fn transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, StoreError>> + Send + Sync + 'static,
+    {
+        self.inner.transaction(f).await
+    }
+    async fn mapping(&self, source: &str, product: &str) -> Result<Option<ProductMapping>, StoreError> {
+        self.inner.mapping(source, product).await
+    }
+    async fn put_mapping(&self, mapping: &ProductMapping, now: Timestamp) -> Result<(), StoreError> {
+        self.inner.put_mapping(mapping, now).await
+    }
+    async fn list_mappings(&self) -> Result<Vec<ProductMapping>, StoreError> {
+        self.inner.list_mappings().await
+    }
+    async fn event(&self, event_id: &str) -> Result<Option<EventDoc>, StoreError> {
+        self.inner.event(event_id).await
+    }
+    async fn put_event(&self, doc: &EventDoc) -> Result<(), StoreError> {
+        self.inner.put_event(doc).await
+    }
+    async fn events_with_status(&self, status: EventStatus) -> Result<Vec<EventDoc>, StoreError> {
+        self.inner.events_with_status(status).await
+    }
+    async fn student(&self, key: &str) -> Result<Option<StudentDoc>, StoreError> {
+        self.inner.student(key).await
+    }
+    async fn set_lms_user(&self, key: &str, lms: &str, account: &LmsAccount) -> Result<(), StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected".into()));
+        }
+        self.inner.set_lms_user(key, lms, account).await
+    }
+    async fn enrollments_of(&self, student_key: &str) -> Result<Vec<EnrollmentDoc>, StoreError> {
+        self.inner.enrollments_of(student_key).await
+    }
+    async fn expired_enrollments(
+        &self,
+        now: Timestamp,
+        from: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError> {
+        self.inner.expired_enrollments(now, from, limit).await
+    }
+    async fn stale_pending(
+        &self,
+        before: Timestamp,
+        from: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError> {
+        self.inner.stale_pending(before, from, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_while_running_lms_actions_is_a_store_failure_not_an_lms_one() {
+    let t0 = Timestamp::from_unix_millis(1_767_225_600_000).unwrap();
+    let store = FlakyStore::default();
+    for mapping in parse_mappings(FIXED_TERM).unwrap() {
+        store.put_mapping(&mapping, t0).await.unwrap();
+    }
+    store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let lms = Arc::new(ScriptedLms::default());
+    let engine = Engine::new(store, lms.clone(), Arc::new(ManualClock::new(t0)));
+    let event = fixed_term_purchase("ana@example.com", t0);
+
+    let result = engine.apply(&event).await;
+    assert!(matches!(result, Err(ApplyError::Store(StoreError::Unavailable(_)))), "{result:?}");
+    let key = event.student_key().unwrap().to_string();
+    let doc = engine.store.enrollments_of(&key).await.unwrap().remove(0);
+    assert_eq!(doc.pending[0].last_error.as_deref(), Some("store unavailable: injected"), "{:?}", doc.pending);
+    assert!(lms.done.lock().unwrap().is_empty());
+
+    engine.store.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    engine.run_pending(&format!("{key}__103")).await.unwrap();
+    assert_eq!(lms.done.lock().unwrap().clone(), vec!["enroll user-ana@example.com 103".to_owned()]);
+}
+
+/// Active enrollments whose access ended at `until`, written as a hand edit could leave them:
+/// with a course id that is not one.
+async fn put_unparseable(store: &MemoryStore, n: usize, until: Timestamp) {
+    for i in 0..n {
+        let mut doc = EnrollmentDoc::new(&format!("bad{i}"), " ", until);
+        doc.access = Access::Active;
+        doc.access_until = Some(until);
+        store
+            .transaction(move |tx| {
+                let doc = doc.clone();
+                async move { tx.put_enrollment(&enrollment_doc_id(&doc.student_key, &doc.course_id), &doc) }.boxed()
+            })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_counts_an_enrollment_it_cannot_decide_and_says_when_it_could_not_get_past_them() {
+    let t0 = Timestamp::from_unix_millis(1_767_225_600_000).unwrap();
+    let (engine, _lms, clock) = scripted_engine(t0).await;
+    put_unparseable(&engine.store, 1, t0).await;
+    engine.apply(&fixed_term_purchase("ana@example.com", t0)).await.unwrap();
+    clock.advance(std::time::Duration::from_secs(2 * 86_400));
+    let report = engine.sweep().await.unwrap();
+    assert_eq!((report.ended, report.errors, report.complete), (1, 1, true), "{report:?}");
+
+    // A full page of them at one time: the query cannot move past it.
+    let (engine, _lms, clock) = scripted_engine(t0).await;
+    put_unparseable(&engine.store, 100, t0).await;
+    clock.advance(std::time::Duration::from_secs(2 * 86_400));
+    let report = engine.sweep().await.unwrap();
+    assert_eq!((report.errors, report.complete), (100, false), "{report:?}");
 }

@@ -1,4 +1,4 @@
-//! The state port (DESIGN §4.3): the engine sees state only through [`StateStore`] and, inside
+//! The state port (docs/architecture.md): the engine sees state only through [`StateStore`] and, inside
 //! a transaction, [`Tx`]. Two adapters: [`FirestoreStore`] in production and [`MemoryStore`]
 //! for offline simulation and tests. Document ids never contain raw emails.
 

@@ -1,0 +1,219 @@
+//! Taking in one event: everything it changes is committed in one transaction (the outbox
+//! included) before any LMS call, so a crash after the commit loses nothing.
+
+use super::outbox::UserCache;
+use super::{ApplyError, Engine, Outcome, EVENT_TTL_DAYS};
+use crate::store::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, Placement, StudentDoc};
+use crate::store::{enrollment_doc_id, StateStore, StoreError, Tx};
+use futures::FutureExt;
+use lms_bridge_shared::event::Student;
+use lms_bridge_shared::{grant_key, Change, CourseId, Event, Grant, ProductMapping, Timestamp};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Timestamp) -> EventDoc {
+    // What an operator must still look at is kept whole and never expires.
+    let keep = matches!(status, EventStatus::Failed | EventStatus::Quarantined | EventStatus::Unmapped);
+    EventDoc {
+        id: event.id.to_string(),
+        status,
+        reason,
+        source_event: event.source_event.clone(),
+        change: event.change.kind().to_owned(),
+        student_key: event.student_key().map(ToString::to_string),
+        enrollments: Vec::new(),
+        occurred_at: event.occurred_at,
+        received_at: event.received_at,
+        processed_at: now,
+        expire_at: (!keep).then(|| now.plus_days(EVENT_TTL_DAYS)),
+        event_json: keep.then(|| String::from_utf8_lossy(&event.to_json()).into_owned()),
+    }
+}
+
+/// The result of the event transaction.
+enum Committed {
+    New {
+        touched: Vec<String>,
+        changed: bool,
+    },
+    /// Only the enrollments it touched matter on a redelivery.
+    Seen {
+        enrollments: Vec<String>,
+    },
+}
+
+/// The event transaction: dedupe; record the fact on the grant's record; put the grant's
+/// current facts on every enrollment it is placed on now, and take it off those it left (a
+/// plan switch, an earlier approval under another email); queue each enrollment's LMS actions.
+async fn apply_in(
+    tx: &mut dyn Tx,
+    event: &Event,
+    mapping: &ProductMapping,
+    now: Timestamp,
+) -> Result<Committed, StoreError> {
+    // An event kept while its product had no mapping is applied now, like a new one.
+    if let Some(seen) = tx.event(event.id.as_str()).await?.filter(|s| s.status != EventStatus::Unmapped) {
+        return Ok(Committed::Seen { enrollments: seen.enrollments });
+    }
+    // Both checked before the transaction (`check_complete`).
+    let (Some(student), Some(grant_id)) = (&event.student, &event.grant_id) else {
+        return Ok(Committed::New { touched: Vec::new(), changed: false });
+    };
+    let key = grant_key(&event.source, grant_id);
+    let record_before = tx.grant(&key).await?;
+    let placed_before: BTreeSet<Placement> =
+        record_before.as_ref().map(|r| r.placed.iter().cloned().collect()).unwrap_or_default();
+    let mut grant = record_before.map_or_else(|| Grant::new(mapping), |r| r.state);
+    // Recorded on a fresh grant before the transaction: it cannot fail here.
+    let facts_changed = grant.record(event, mapping).unwrap_or(false);
+    let placed_after: BTreeSet<Placement> = grant
+        .placements(mapping)
+        .into_iter()
+        .map(|(student, course)| Placement { student_key: student.to_string(), course_id: course.to_string() })
+        .collect();
+
+    let mut touched = Vec::new();
+    let mut docs = Vec::new();
+    for placement in placed_before.union(&placed_after) {
+        let doc_id = enrollment_doc_id(&placement.student_key, &placement.course_id);
+        docs.push((doc_id.clone(), placement, tx.enrollment(&doc_id).await?));
+    }
+    let student_doc = tx.student(student.key.as_str()).await?;
+    for (doc_id, placement, current) in docs {
+        // Placements are written from parsed course ids, so this only fails on a stored
+        // document edited by hand; that enrollment is left as it is.
+        let Ok(course) = CourseId::parse(&placement.course_id) else {
+            tracing::error!(grant = %key, course = %placement.course_id, "stored placement has an invalid course id; its enrollment is left unchanged");
+            continue;
+        };
+        let mut doc = current.unwrap_or_else(|| EnrollmentDoc::new(&placement.student_key, course.as_str(), now));
+        let placed = placed_after.contains(placement).then_some(&grant);
+        let decision = doc.state.place(&course, &key, placed, now);
+        if !decision.changed {
+            continue;
+        }
+        doc.apply(decision, event.id.as_str(), now);
+        tx.put_enrollment(&doc_id, &doc)?;
+        touched.push(doc_id);
+    }
+    let changed = facts_changed || !touched.is_empty();
+    if changed {
+        tx.put_grant(
+            &key,
+            &GrantDoc {
+                source: event.source.to_string(),
+                grant_id: grant_id.to_string(),
+                owner_key: grant.owner.as_ref().map(|o| o.key.to_string()),
+                state: grant,
+                placed: placed_after.into_iter().collect(),
+                updated_at: now,
+            },
+        )?;
+    }
+    tx.put_student(&updated_student(student_doc, student))?;
+    let (status, reason) = if changed {
+        (EventStatus::Applied, None)
+    } else {
+        (EventStatus::Ignored, Some("no change: a fact already known for its grant".to_owned()))
+    };
+    let mut doc = record(event, status, reason, now);
+    doc.enrollments = touched.clone();
+    tx.put_event(&doc)?;
+    Ok(Committed::New { touched, changed })
+}
+
+/// The event's own student is kept up to date even when the grant belongs to another: it is
+/// who the platform says sent it. A name the event lacks keeps the one already known.
+fn updated_student(current: Option<StudentDoc>, student: &Student) -> StudentDoc {
+    let mut doc = current.unwrap_or_else(|| StudentDoc::empty(student.key.as_str()));
+    doc.email = Some(student.email.as_str().to_owned());
+    doc.name = student.name.clone().or(doc.name);
+    doc.first_name = student.first_name.clone().or(doc.first_name);
+    doc.last_name = student.last_name.clone().or(doc.last_name);
+    doc
+}
+
+impl<S: StateStore> Engine<S> {
+    /// Records an event that can never be applied, so its redelivery stops.
+    pub async fn fail(&self, event: &Event, reason: &str) -> Result<Outcome, ApplyError> {
+        self.store.put_event(&record(event, EventStatus::Failed, Some(reason.to_owned()), self.clock.now())).await?;
+        Ok(Outcome::Failed(reason.to_owned()))
+    }
+
+    /// Applies one event: dedupe, decide, commit, then run the LMS actions.
+    pub async fn apply(&self, event: &Event) -> Result<Outcome, ApplyError> {
+        let event = &self.keyed(event.clone());
+        let now = self.clock.now();
+        if let Change::Unparsed { reason } = &event.change {
+            tracing::warn!(event_id = %event.id, reason = %reason, "quarantined: the edge could not normalize this webhook; kept for replay");
+            if self.store.event(event.id.as_str()).await?.is_none() {
+                self.store.put_event(&record(event, EventStatus::Quarantined, Some(reason.clone()), now)).await?;
+            }
+            return Ok(Outcome::Quarantined);
+        }
+        let mapping = match (&event.change, &event.product) {
+            (change, Some(product)) if change.affects_access() => {
+                self.store.mapping(event.source.as_str(), product.id.as_str()).await?
+            }
+            _ => None,
+        };
+        let Some(mapping) = mapping else {
+            if self.store.event(event.id.as_str()).await?.is_some() {
+                return Ok(Outcome::Duplicate);
+            }
+            if !event.change.affects_access() {
+                let reason = format!("{} event: recorded, no access effect", event.change.kind());
+                self.store.put_event(&record(event, EventStatus::Ignored, Some(reason.clone()), now)).await?;
+                return Ok(Outcome::Ignored(reason));
+            }
+            // Kept whole: a purchase made before its product was mapped must not be lost.
+            let product = event.product.as_ref().map(|p| p.id.to_string()).unwrap_or_default();
+            tracing::warn!(event_id = %event.id, product = %product, "no mapping for product; event kept as unmapped until one is imported");
+            let reason = format!("no mapping for product {product}");
+            self.store.put_event(&record(event, EventStatus::Unmapped, Some(reason.clone()), now)).await?;
+            return Ok(Outcome::Unmapped(reason));
+        };
+        if let Err(e) = event.check_complete() {
+            return self.fail(event, &e.to_string()).await;
+        }
+        // A fact the rules cannot record (a purchase fact without its charge) never will be.
+        if let Err(e) = Grant::new(&mapping).record(event, &mapping) {
+            return self.fail(event, &e.to_string()).await;
+        }
+
+        let event = Arc::new(event.clone());
+        let mapping = Arc::new(mapping);
+        let committed = self
+            .store
+            .transaction(move |tx| {
+                let (event, mapping) = (Arc::clone(&event), Arc::clone(&mapping));
+                async move { apply_in(tx, &event, &mapping, now).await }.boxed()
+            })
+            .await?;
+
+        match committed {
+            Committed::New { touched, changed } => {
+                self.run_pending_all(&touched).await?;
+                Ok(if changed { Outcome::Applied } else { Outcome::Ignored("no change".into()) })
+            }
+            Committed::Seen { enrollments } => {
+                // A redelivery: finish whatever the first delivery left pending.
+                self.run_pending_all(&enrollments).await?;
+                Ok(Outcome::Duplicate)
+            }
+        }
+    }
+
+    /// Runs each enrollment's pending actions; one failing does not stop the others, and the
+    /// first error is what the delivery reports.
+    async fn run_pending_all(&self, enrollments: &[String]) -> Result<(), ApplyError> {
+        let mut first_error = None;
+        let mut users = UserCache::new();
+        for doc_id in enrollments {
+            if let Err(e) = self.run_pending_with(doc_id, &mut users).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

@@ -1,0 +1,145 @@
+//! The scheduler's sweep: what no event will ever trigger, the end of a fixed term, and
+//! actions a crashed or failed delivery left pending.
+
+use super::outbox::UserCache;
+use super::{ApplyError, Engine, SweepReport, STALE_PENDING, SWEEP_PAGE};
+use crate::store::docs::EnrollmentDoc;
+use crate::store::{enrollment_doc_id, StateStore, StoreError};
+use lms_bridge_shared::{CourseId, IdError, Timestamp};
+use std::collections::HashSet;
+use std::fmt::Display;
+
+/// Why the sweep could not end an enrollment's access.
+#[derive(Debug, thiserror::Error)]
+enum EndError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Its access is never decided again until the document is fixed, so every sweep says so.
+    #[error("stored {0}")]
+    Course(#[from] IdError),
+}
+
+impl<S: StateStore> Engine<S> {
+    /// Ends access whose time is up, then retries actions left pending, oldest first. One
+    /// enrollment's failure never stops the others: it is counted, logged, and retried by the
+    /// next sweep (until its attempts cap moves it to `failed`). Stops at the time budget.
+    pub async fn sweep(&self) -> Result<SweepReport, ApplyError> {
+        let started = tokio::time::Instant::now();
+        let over_budget = || started.elapsed() >= self.sweep_budget;
+        let now = self.clock.now();
+        let mut report = SweepReport { complete: true, ..SweepReport::default() };
+        let mut users = UserCache::new();
+
+        // Expiry is committed before any LMS call, so an ended enrollment leaves this query.
+        let mut seen = HashSet::new();
+        let mut from = None;
+        'expiry: loop {
+            let page = self.store.expired_enrollments(now, from, SWEEP_PAGE).await?;
+            let fresh: Vec<_> = page.iter().filter(|d| !seen.contains(&doc_key(d))).cloned().collect();
+            if fresh.is_empty() {
+                report.stuck_if_full(&page, "expired");
+                break;
+            }
+            for doc in fresh {
+                if over_budget() {
+                    report.complete = false;
+                    break 'expiry;
+                }
+                seen.insert(doc_key(&doc));
+                from = doc.access_until;
+                match self.end_if_due(&doc, now).await {
+                    Ok(ended) => report.ended += usize::from(ended),
+                    Err(e) => report.failure(&doc, &e),
+                }
+                if let Err(e) = skip_busy(&doc, self.run_pending_with(&doc_key(&doc), &mut users).await) {
+                    report.failure(&doc, &e);
+                }
+            }
+        }
+
+        let cutoff = Timestamp::from_unix_millis(now.unix_millis() - STALE_PENDING.as_millis() as i64).unwrap_or(now);
+        let mut from = None;
+        'retry: loop {
+            let page = self.store.stale_pending(cutoff, from, SWEEP_PAGE).await?;
+            let fresh: Vec<_> = page.iter().filter(|d| !seen.contains(&doc_key(d))).cloned().collect();
+            if fresh.is_empty() {
+                report.stuck_if_full(&page, "stale pending");
+                break;
+            }
+            for doc in fresh {
+                if over_budget() {
+                    report.complete = false;
+                    break 'retry;
+                }
+                seen.insert(doc_key(&doc));
+                from = doc.pending_since;
+                report.retried += 1;
+                if let Err(e) = skip_busy(&doc, self.run_pending_with(&doc_key(&doc), &mut users).await) {
+                    report.failure(&doc, &e);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Ends one enrollment's access if its time is up, and queues its unenroll.
+    async fn end_if_due(&self, doc: &EnrollmentDoc, now: Timestamp) -> Result<bool, EndError> {
+        let doc_id = doc_key(doc);
+        let ended = self
+            .modify_enrollment(&doc_id, move |doc| {
+                let course = match CourseId::parse(&doc.course_id) {
+                    Ok(course) => course,
+                    Err(e) => return (false, Err(e)),
+                };
+                let decision = doc.state.refresh(&course, now);
+                if !decision.changed {
+                    return (false, Ok(false));
+                }
+                doc.apply(decision, &format!("sweep:{}", now.unix_millis()), now);
+                (true, Ok(true))
+            })
+            .await?
+            .transpose()?
+            .unwrap_or(false);
+        if ended {
+            tracing::info!(student = %doc.student_key, course = %doc.course_id, "access ended by the sweep");
+        }
+        Ok(ended)
+    }
+}
+
+impl SweepReport {
+    fn failure(&mut self, doc: &EnrollmentDoc, error: &dyn Display) {
+        self.errors += 1;
+        tracing::warn!(student = %doc.student_key, course = %doc.course_id, error = %error, "sweep: enrollment not finished; next sweep retries");
+    }
+
+    /// A full page of enrollments already looked at means more than a page share the cursor's
+    /// time (each left unfinished): the query cannot get past them, so what follows is left
+    /// to the next sweep and the report must not claim it is complete.
+    fn stuck_if_full(&mut self, page: &[EnrollmentDoc], query: &str) {
+        if page.len() >= SWEEP_PAGE as usize {
+            self.complete = false;
+            tracing::warn!(
+                query,
+                page = page.len(),
+                "sweep: a full page of enrollments already tried; the rest is left to the next sweep"
+            );
+        }
+    }
+}
+
+fn doc_key(doc: &EnrollmentDoc) -> String {
+    enrollment_doc_id(&doc.student_key, &doc.course_id)
+}
+
+/// The sweep leaves enrollments another runner holds to that runner.
+fn skip_busy(doc: &EnrollmentDoc, result: Result<(), ApplyError>) -> Result<(), ApplyError> {
+    match result {
+        Err(ApplyError::Busy(_)) => {
+            tracing::debug!(student = %doc.student_key, course = %doc.course_id, "sweep: pending actions held by another runner; left to it");
+            Ok(())
+        }
+        other => other,
+    }
+}
