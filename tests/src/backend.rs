@@ -312,9 +312,9 @@ impl Backend {
         self.endpoint("/tasks/sweep")
     }
 
-    /// Everything it wrote to stdout and stderr so far (with earlier runs under the same name).
+    /// Everything this run wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.service.log).unwrap_or_default()
+        self.service.output()
     }
 
     /// Kills the whole process group at once (a crash, not a shutdown).

@@ -47,6 +47,8 @@ pub struct Service {
     child: Option<Child>,
     /// Where its output goes.
     pub log: PathBuf,
+    /// The log's length when this run started: earlier runs' lines come before it.
+    log_from: u64,
 }
 
 impl Service {
@@ -56,6 +58,7 @@ impl Service {
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let log_from = out.metadata().map(|m| m.len()).unwrap_or(0);
         let err = out.try_clone().unwrap();
         use std::os::unix::process::CommandExt;
         let child = command
@@ -66,7 +69,14 @@ impl Service {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         watch(child.id());
-        Self { name: name.to_owned(), child: Some(child), log }
+        Self { name: name.to_owned(), child: Some(child), log, log_from }
+    }
+
+    /// What this run wrote to its log (not the earlier runs appended before it).
+    pub fn output(&self) -> String {
+        let all = std::fs::read(&self.log).unwrap_or_default();
+        let from = usize::try_from(self.log_from).unwrap_or(0).min(all.len());
+        String::from_utf8_lossy(&all[from..]).into_owned()
     }
 
     /// Stops the whole group: TERM, then KILL after 5 s.

@@ -10,6 +10,11 @@ use lms_bridge_shared::event::Student;
 use lms_bridge_shared::{grant_key, Change, CourseId, Event, Grant, ProductMapping, Timestamp};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often and how long a delivery waits for another one that holds the same actions.
+const BUSY_RETRIES: u32 = 20;
+const BUSY_PAUSE: Duration = Duration::from_millis(100);
 
 fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Timestamp) -> EventDoc {
     // What an operator must still look at is kept whole and never expires.
@@ -210,7 +215,18 @@ impl<S: StateStore> Engine<S> {
         let mut first_error = None;
         let mut users = UserCache::new();
         for doc_id in enrollments {
-            if let Err(e) = self.run_pending_with(doc_id, &mut users).await {
+            // Another delivery of the same event (Pub/Sub delivers at least once, sometimes
+            // twice at the same moment) may hold these actions: wait for it a little before
+            // answering 503, so the usual race ends with the work done and acked.
+            let mut result = self.run_pending_with(doc_id, &mut users).await;
+            for _ in 0..BUSY_RETRIES {
+                if !matches!(result, Err(ApplyError::Busy(_))) {
+                    break;
+                }
+                tokio::time::sleep(BUSY_PAUSE).await;
+                result = self.run_pending_with(doc_id, &mut users).await;
+            }
+            if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
         }
