@@ -1,6 +1,6 @@
-//! Verifying the OIDC tokens Pub/Sub push and Cloud Scheduler send (DESIGN §6), and the
-//! verification token they carry in the URL (`?token=`), a second factor that does not depend
-//! on Cloud Run IAM.
+//! Verifying the OIDC tokens Pub/Sub push and Cloud Scheduler send, and the verification token
+//! they carry in the URL (`?token=`), a second factor that does not depend on Cloud Run IAM
+//! (docs/contracts.md#push-and-scheduler-authentication).
 //!
 //! Nothing here puts a token, a key, an email or a URL's query string into an error text:
 //! every [`AuthError`] is safe to log and to answer.

@@ -83,7 +83,7 @@ mod model {
         }
     }
 
-    /// Reads a body of the shapes the generator writes (docs: /work/shared/hotmart-webhooks.md).
+    /// Reads a body of the shapes the generator writes (docs/hotmart.md).
     pub fn read(body: &Value) -> Fact {
         let sent = body["creation_date"].as_i64().expect("creation_date");
         let event = body["event"].as_str().expect("event").to_owned();

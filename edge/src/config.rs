@@ -1,4 +1,4 @@
-//! Settings read from the Worker environment (DESIGN §4.5), checked per request.
+//! Settings read from the Worker environment (docs/contracts.md#edge-settings), checked per request.
 
 use crate::error::EdgeError;
 use lms_bridge_shared::pubsub::{KeyError, ServiceAccountKey};

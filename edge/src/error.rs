@@ -1,4 +1,4 @@
-//! The edge's one error type and its one mapping to HTTP (DESIGN §4.4).
+//! The edge's one error type and its one mapping to HTTP (docs/contracts.md#edge-endpoints).
 
 use lms_bridge_shared::source::VerifyError;
 use worker::Response;

@@ -1,4 +1,4 @@
-//! The Pub/Sub message that carries an event (DESIGN §4.2).
+//! The Pub/Sub message that carries an event (docs/contracts.md#the-pubsub-message).
 
 use crate::event::Event;
 use base64::Engine as _;

@@ -1,4 +1,4 @@
-//! TalentLMS REST API v1 (see `talentlms-api.md` in the design folder).
+//! TalentLMS REST API v1 (what this adapter relies on: docs/talentlms.md).
 //!
 //! Basic auth with the API key as user name; form-encoded POST bodies; `name:value` path
 //! arguments for GETs; errors as `{"error":{"type","message"}}`, classified by message text

@@ -1,6 +1,7 @@
-//! The state port (docs/architecture.md): the engine sees state only through [`StateStore`] and, inside
-//! a transaction, [`Tx`]. Two adapters: [`FirestoreStore`] in production and [`MemoryStore`]
-//! for offline simulation and tests. Document ids never contain raw emails.
+//! The state port: the engine sees state only through [`StateStore`] and, inside a transaction,
+//! [`Tx`]. Two adapters: [`FirestoreStore`] in production and [`MemoryStore`] for offline
+//! simulation and tests. Document ids never contain raw emails. The collections and their
+//! documents are described in docs/contracts.md#firestore.
 
 pub mod docs;
 pub mod firestore;

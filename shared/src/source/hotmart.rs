@@ -1,4 +1,4 @@
-//! Hotmart webhooks, version 2.0.0 (see `hotmart-webhooks.md` in the design folder).
+//! Hotmart webhooks, version 2.0.0 (what this adapter relies on: docs/hotmart.md).
 //!
 //! Authentication is a static token in `X-HOTMART-HOTTOK`. Payloads are parsed tolerantly:
 //! every field by meaning, every form seen accepted, and only what the change needs required.

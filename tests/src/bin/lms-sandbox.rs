@@ -1,5 +1,5 @@
-//! The LMS sandbox: an HTTP server speaking the TalentLMS v1 wire format (per
-//! `talentlms-api.md`) with in-memory users and enrollments, for tests and local runs.
+//! The LMS sandbox: an HTTP server speaking the TalentLMS v1 wire format (what the adapter
+//! relies on: docs/talentlms.md) with in-memory users and enrollments, for tests and local runs.
 //!
 //! Usage: `lms-sandbox --port N [--api-key K] [--courses 101,102] [--signup-inactive]
 //! [--signup-type TYPE] [--exit-with-stdin]` (port 0: any free port, printed on stderr as
