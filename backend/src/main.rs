@@ -2,8 +2,9 @@
 
 use clap::Parser;
 use lms_bridge_backend::cli::{Cli, Command, PubsubCommand, SimulateArgs, StudentCommand};
+use lms_bridge_backend::commands::normalize;
 use lms_bridge_backend::commands::{self, CommandError};
-use lms_bridge_backend::{logging, normalize, pubsub_setup, service, simulate};
+use lms_bridge_backend::{logging, pubsub_setup, service, simulate};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -38,8 +39,30 @@ async fn simulate(args: &SimulateArgs) -> Result<String, CommandError> {
     Ok(report.stdout)
 }
 
+/// Clap's own errors (a bad value, a missing setting) as one line, like every other refusal.
+fn arguments() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            let text = e.to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+                .collect();
+            Err(fail(lines.join(" ").trim_start_matches("error: "), 2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match arguments() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     // `normalize` and `simulate` answer on stdout and log nothing: the engine's log lines
     // would mix with the answer.
     if !matches!(cli.command, Command::Normalize(_) | Command::Simulate(_)) {

@@ -1,4 +1,6 @@
-//! Operator commands: mappings, sweep, student, replay.
+//! Operator commands: mappings, sweep, student, replay, and `normalize` (the edge's step, offline).
+
+pub mod normalize;
 
 use crate::cli::{KeyArgs, MappingsCommand, ServiceArgs, StoreArgs, SweepArgs};
 use crate::clock::{Clock, ManualClock, SystemClock};
