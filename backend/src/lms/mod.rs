@@ -35,9 +35,11 @@ pub struct LmsUserId(pub String);
 pub struct EnsuredUser {
     /// Its LMS id.
     pub id: LmsUserId,
-    /// This call created it.
+    /// This very call created it. The bridge records it once and never unsets it, so say
+    /// `false` when a concurrent call (or someone) created the user first.
     pub created: bool,
-    /// Its LMS role is a plain learner (so the bridge may deactivate it if it created it).
+    /// Its LMS role is a plain learner; `false` for any other or unknown role. The bridge
+    /// deactivates an idle user only when it created it and it is a learner.
     pub learner: bool,
 }
 
@@ -46,37 +48,47 @@ pub struct EnsuredUser {
 pub enum Enrolled {
     /// Enrolled by this call.
     Now,
-    /// It already was.
+    /// It already was. On the first attempt of an enroll the engine takes this to mean the
+    /// student had the course before the bridge, and never removes it: report it only when
+    /// the LMS said so.
     Already,
 }
 
 /// Why an LMS call failed. The texts never hold URLs, emails or credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum LmsError {
-    /// Worth retrying later (5xx, 429, timeouts, bad credentials while being fixed).
+    /// Worth retrying later (5xx, 429, timeouts, bad credentials while being fixed): the
+    /// action stays pending and is retried.
     #[error("LMS unavailable: {message}")]
     Transient {
         /// What happened.
         message: String,
-        /// When the LMS said to come back, if it did.
+        /// When the LMS said to come back, if it did (a hint: the engine retries on its own
+        /// schedule).
         retry_after: Option<Duration>,
     },
-    /// Retrying will not help (validation error, unknown course).
+    /// Retrying will not help (validation error, unknown course): the action moves to the
+    /// enrollment's `failed` list at once.
     #[error("LMS refused: {0}")]
     Permanent(String),
 }
 
-/// What lms-bridge needs from an LMS. Every call is idempotent.
+/// What lms-bridge needs from an LMS (one adapter per LMS; docs/talentlms.md describes the
+/// TalentLMS one). Every call is idempotent: an action whose answer was lost is run again, so
+/// a repeat must succeed and change nothing.
 #[async_trait::async_trait]
 pub trait Lms: Send + Sync {
-    /// The adapter's name, as in the `LMS` setting (`talentlms`).
+    /// The adapter's name, as in the `LMS` setting (`talentlms`); also the key of the
+    /// student's LMS user ids in the store.
     fn name(&self) -> &'static str;
-    /// Finds the user by email or creates it, and makes sure it is active.
+    /// Finds the user by email or creates it, and makes sure it is active, except that a
+    /// deactivated user who is not a learner and was not created by this call stays
+    /// inactive (a purchase with an instructor's email must not reopen their account).
     async fn ensure_user(&self, student: &LmsStudent) -> Result<EnsuredUser, LmsError>;
     /// Enrolls as a learner; "already enrolled" is success ([`Enrolled::Already`]).
     async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<Enrolled, LmsError>;
     /// Unenrolls; "not enrolled" is success.
     async fn unenroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError>;
-    /// Activates or deactivates the user.
+    /// Activates or deactivates the user; already so is success.
     async fn set_active(&self, user: &LmsUserId, active: bool) -> Result<(), LmsError>;
 }
