@@ -285,7 +285,7 @@ pub struct LmsArgs {
     /// The LMS adapter.
     #[arg(long, env = "LMS", value_enum, default_value = "talentlms")]
     pub lms: LmsKind,
-    /// TalentLMS base URL, e.g. https://acme.talentlms.com.
+    /// TalentLMS base URL, e.g. `https://acme.talentlms.com`.
     #[arg(long, env = "TALENTLMS_URL")]
     pub talentlms_url: Option<String>,
     /// TalentLMS API key: `TALENTLMS_API_KEY` in the environment only (a secret).
