@@ -58,7 +58,7 @@ fn world(name: &str) -> World {
 
 fn world_with(name: &str, sandbox_args: &[&str], env: &[(&str, &str)]) -> World {
     let (firestore, issuer) = shared();
-    let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), sandbox_args);
+    let sandbox = Sandbox::start(sandbox_args);
     let backend = Backend::start(&format!("t-{name}"), firestore, &sandbox, issuer, env);
     backend.import_mappings(MAPPINGS);
     let token = issuer.token(&backend.url);

@@ -20,11 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 fn stack() -> (&'static Firestore, Sandbox, &'static Issuer) {
     static FIRESTORE: OnceLock<Firestore> = OnceLock::new();
     static ISSUER: OnceLock<Issuer> = OnceLock::new();
-    (
-        FIRESTORE.get_or_init(Firestore::start),
-        Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), &[]),
-        ISSUER.get_or_init(Issuer::start),
-    )
+    (FIRESTORE.get_or_init(Firestore::start), Sandbox::start(&[]), ISSUER.get_or_init(Issuer::start))
 }
 
 fn b64url(v: &Value) -> String {

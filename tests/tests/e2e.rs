@@ -8,7 +8,7 @@ use lms_bridge_tests::backend::{Backend, Firestore, Issuer, Sandbox};
 use lms_bridge_tests::chaos::ChaosProxy;
 use lms_bridge_tests::edge::{Edge, HOTTOK};
 use lms_bridge_tests::fixture;
-use lms_bridge_tests::pubsub::{Emulator, PROJECT};
+use lms_bridge_tests::pubsub_emulator::{Emulator, PROJECT};
 use serde_json::{json, Value};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
         let pubsub = Emulator::start();
         let firestore = Firestore::start();
         let issuer = Issuer::start();
-        let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), &[]);
+        let sandbox = Sandbox::start(&[]);
         // The emulator's push carries no OIDC token: the backend runs as `make dev` runs it.
         let backend = Backend::start(PROJECT, &firestore, &sandbox, &issuer, &[("PUSH_AUTH", "none")]);
         setup_pubsub(&backend, &pubsub.host);
@@ -170,7 +170,7 @@ fn a_backend_killed_mid_stream_loses_nothing_and_doubles_nothing() {
     // the sandbox shows was done by this backend alone.
     let pubsub_host = chain.pubsub.lock().unwrap().host.clone();
     let (firestore, issuer) = (&chain.firestore, &chain._issuer);
-    let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), &[]);
+    let sandbox = Sandbox::start(&[]);
     let port = lms_bridge_tests::process::free_port();
     let start = || Backend::start_on(port, "kill-test", firestore, &sandbox, issuer, &[("PUSH_AUTH", "none")]);
     let mut backend = start();

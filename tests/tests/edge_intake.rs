@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use lms_bridge_tests::edge::{Edge, HOTTOK};
-use lms_bridge_tests::pubsub::{Emulator, PROJECT};
+use lms_bridge_tests::pubsub_emulator::{Emulator, PROJECT};
 use lms_bridge_tests::{fixture, hotmart_samples};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;

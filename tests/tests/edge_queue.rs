@@ -7,7 +7,7 @@ use base64::Engine as _;
 use lms_bridge_tests::chaos::ChaosProxy;
 use lms_bridge_tests::edge::{Edge, HOTTOK};
 use lms_bridge_tests::fixture;
-use lms_bridge_tests::pubsub::{Emulator, PROJECT};
+use lms_bridge_tests::pubsub_emulator::{Emulator, PROJECT};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::time::Duration;

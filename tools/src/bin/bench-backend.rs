@@ -2,8 +2,8 @@
 //! latency against the Firestore emulator and the LMS sandbox, beside the floor measured in
 //! the same run — one Firestore read + one commit in a transaction, through the backend's store.
 //!
-//! `cargo build --release -p lms-bridge-backend && LMS_BRIDGE_BIN=target/release/lms-bridge \
-//!  cargo run --release -p lms-bridge-tests --bin bench-backend -- [EVENTS] [CONCURRENCY] [LMS_CALLS_PER_S] [OFFERED_PER_WORKER]`
+//! `cargo build --release -p lms-bridge-backend -p lms-bridge-tools --bin lms-bridge --bin lms-sandbox && \
+//!  LMS_BRIDGE_BIN=target/release/lms-bridge cargo run --release -p lms-bridge-tools --bin bench-backend -- [EVENTS] [CONCURRENCY] [LMS_CALLS_PER_S] [OFFERED_PER_WORKER]`
 
 #![allow(clippy::unwrap_used, reason = "a benchmark driver: a panic is the failure report")]
 
@@ -44,8 +44,7 @@ fn main() {
     let offered: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0.0);
     lms_bridge_backend::service::install_crypto_provider();
     let firestore = Firestore::start();
-    let sandbox =
-        Sandbox::start(lms_bridge_tests::repo_root().join("target/release/lms-sandbox").to_str().unwrap(), &[]);
+    let sandbox = Sandbox::start_bin(&lms_bridge_tests::repo_root().join("target/release/lms-sandbox"), &[]);
     let issuer = Issuer::start();
     let backend = Backend::start(
         "bench",
