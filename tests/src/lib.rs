@@ -8,8 +8,11 @@
 pub mod backend;
 pub mod chaos;
 pub mod edge;
+pub mod mappings;
 pub mod process;
 pub mod pubsub_emulator;
+pub mod stack;
+pub mod webhooks;
 
 /// The former name of [`pubsub_emulator`], kept while tests still use it.
 #[doc(hidden)]

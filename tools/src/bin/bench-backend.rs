@@ -10,10 +10,9 @@
 use futures::FutureExt;
 use lms_bridge_backend::store::docs::StudentDoc;
 use lms_bridge_backend::store::{FirestoreStore, StateStore};
-use lms_bridge_shared::source::hotmart;
 use lms_bridge_shared::Timestamp;
 use lms_bridge_tests::backend::{push_to, Backend, Firestore, Issuer, Sandbox};
-use lms_bridge_tests::fixture;
+use lms_bridge_tests::webhooks::Webhook;
 use std::time::{Duration, Instant};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -53,18 +52,14 @@ fn main() {
         &issuer,
         &[("PUSH_AUTH", "none"), ("RUST_LOG", "warn"), ("TALENTLMS_MAX_CALLS_PER_SECOND", &rate)],
     );
-    backend.import_mappings(
-        "[[product]]\nsource = \"hotmart\"\nproduct_id = \"4774438\"\ncourses = [\"101\"]\npolicy = { type = \"lifetime\" }\n",
-    );
-    let template: serde_json::Value = serde_json::from_slice(&fixture("hotmart/purchase_approved.json")).unwrap();
+    backend.import_mappings(&lms_bridge_tests::mappings::sample().toml());
     let bodies: Vec<serde_json::Value> = (0..events)
         .map(|i| {
-            let mut raw = template.clone();
-            raw["id"] = format!("bench-{i}").into();
-            raw["data"]["buyer"]["email"] = format!("student{i}@example.com").into();
-            raw["data"]["purchase"]["transaction"] = format!("HPB{i}").into();
-            let event = hotmart::normalize(raw.to_string().as_bytes(), Timestamp::epoch()).unwrap();
-            serde_json::to_value(event).unwrap()
+            Webhook::purchase_approved()
+                .id(&format!("bench-{i}"))
+                .buyer(&format!("student{i}@example.com"))
+                .transaction(&format!("HPB{i}"))
+                .event_received(Timestamp::epoch())
         })
         .collect();
 
