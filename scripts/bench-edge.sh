@@ -13,7 +13,7 @@ CONNECTIONS=$(( 2 * $(nproc) ))
 command -v wrk >/dev/null || { echo "bench-edge: wrk is missing: apt-get install wrk" >&2; exit 1; }
 scripts/setup.sh
 scripts/build-edge.sh >/dev/null
-cargo build -q -p lms-bridge-tests --bin pubsub-sink
+cargo build -q -p lms-bridge-tools --bin pubsub-sink
 
 work=$(mktemp -d)
 pids=()

@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/tools.sh"
 cd "$ROOT"
 scripts/setup.sh
-cargo build -q -p lms-bridge-backend -p lms-bridge-tests --bin lms-bridge --bin lms-sandbox
+cargo build -q -p lms-bridge-backend -p lms-bridge-tools --bin lms-bridge --bin lms-sandbox
 
 PUBSUB_PORT=${PUBSUB_PORT:-8085}
 FIRESTORE_PORT=${FIRESTORE_PORT:-8086}

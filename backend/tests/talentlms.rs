@@ -1,4 +1,4 @@
-//! The TalentLMS adapter against the LMS sandbox (`tests/src/bin/lms-sandbox.rs`), a real
+//! The TalentLMS adapter against the LMS sandbox (`tools/src/bin/lms-sandbox.rs`), a real
 //! HTTP server speaking TalentLMS v1, with its fault injection and admin-made users.
 //!
 //! The sandbox binary is built once per test run (`LMS_SANDBOX_BIN` overrides it); every
@@ -43,7 +43,7 @@ fn sandbox_bin() -> PathBuf {
         }
         let root = repo_root();
         let mut build = Command::new(env!("CARGO"));
-        build.current_dir(&root).args(["build", "-q", "-p", "lms-bridge-tests", "--bin", "lms-sandbox"]);
+        build.current_dir(&root).args(["build", "-q", "-p", "lms-bridge-tools", "--bin", "lms-sandbox"]);
         // What `cargo test` sets for this test (package variables, the library path) would make
         // build scripts rerun, and the next `cargo test` rebuild them all over again.
         for (name, _) in std::env::vars_os() {

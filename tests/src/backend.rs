@@ -44,6 +44,36 @@ pub fn backend_bin() -> PathBuf {
     .clone()
 }
 
+/// The `lms-sandbox` binary (crate `lms-bridge-tools`), built once per test process
+/// (`LMS_SANDBOX_BIN` overrides it; `scripts/test.sh` builds it first and sets it).
+pub fn sandbox_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("LMS_SANDBOX_BIN") {
+            return PathBuf::from(bin);
+        }
+        let root = crate::repo_root();
+        let mut build = Command::new(env!("CARGO"));
+        build.current_dir(&root).args(["build", "-q", "-p", "lms-bridge-tools", "--bin", "lms-sandbox"]);
+        // What `cargo test` sets for this test (package variables, the library path) would make
+        // build scripts rerun, and the next `cargo test` rebuild them all over again.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if (name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR")
+                || name == "LD_LIBRARY_PATH"
+                || name == "RUST_RECURSION_COUNT"
+            {
+                build.env_remove(&*name);
+            }
+        }
+        let status = build.status().unwrap();
+        assert!(status.success(), "building lms-sandbox failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        target.join("debug/lms-sandbox")
+    })
+    .clone()
+}
+
 /// A running Firestore emulator.
 pub struct Firestore {
     _service: Service,
@@ -82,8 +112,13 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Starts `lms-sandbox` (the path of the binary: `env!("CARGO_BIN_EXE_lms-sandbox")`).
-    pub fn start(bin: &str, extra: &[&str]) -> Self {
+    /// Starts `lms-sandbox` ([`sandbox_bin`]) with these extra arguments.
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_bin(&sandbox_bin(), extra)
+    }
+
+    /// Starts this `lms-sandbox` binary (e.g. a release build for load runs).
+    pub fn start_bin(bin: &std::path::Path, extra: &[&str]) -> Self {
         let port = free_port();
         let mut command = Command::new(bin);
         command.args(["--port", &port.to_string(), "--api-key", LMS_KEY]).args(extra);

@@ -1,13 +1,22 @@
-//! Helpers for the end-to-end tests: real processes (Pub/Sub emulator, `wrangler dev`) on
-//! free loopback ports, each in its own process group and stopped with it.
+//! The harness of the end-to-end tests: real processes (the Pub/Sub and Firestore emulators,
+//! `wrangler dev`, the backend, the LMS sandbox) on free loopback ports, each in its own
+//! process group and stopped with it. The tests themselves are in `tests/tests/`; the dev
+//! tools they start (the LMS sandbox) are in the `lms-bridge-tools` crate (`tools/`).
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
 
 pub mod backend;
 pub mod chaos;
 pub mod edge;
+pub mod mappings;
 pub mod process;
-pub mod pubsub;
+pub mod pubsub_emulator;
+pub mod stack;
+pub mod webhooks;
+
+/// The former name of [`pubsub_emulator`], kept while tests still use it.
+#[doc(hidden)]
+pub use pubsub_emulator as pubsub;
 
 use std::path::PathBuf;
 

@@ -6,116 +6,50 @@
 
 use lms_bridge_shared::source::hotmart;
 use lms_bridge_shared::Timestamp;
-use lms_bridge_tests::backend::{Backend, Firestore, Issuer, Sandbox};
+use lms_bridge_tests::backend::Issuer;
 use lms_bridge_tests::fixture;
+use lms_bridge_tests::mappings::{self, Mappings};
+use lms_bridge_tests::stack::{self, BackendStack};
+use lms_bridge_tests::webhooks::{now_ms, Webhook, DAY_MS};
 use serde_json::{json, Value};
-use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const ANA: &str = "ana.souza@example.com";
 
-fn shared() -> (&'static Firestore, &'static Issuer) {
-    static FIRESTORE: OnceLock<Firestore> = OnceLock::new();
-    static ISSUER: OnceLock<Issuer> = OnceLock::new();
-    (FIRESTORE.get_or_init(Firestore::start), ISSUER.get_or_init(Issuer::start))
-}
-
-struct World {
-    sandbox: Sandbox,
-    backend: Backend,
-    token: String,
-}
-
-const MAPPINGS: &str = r#"
-[[product]]
-source = "hotmart"
-product_id = "4774438"
-courses = ["101"]
-policy = { type = "subscription", grace_days = 0 }
-
-[[product]]
-source = "hotmart"
-product_id = "5000"
-courses = ["101", "102"]
-policy = { type = "lifetime" }
-
-[[product]]
-source = "hotmart"
-product_id = "6000"
-courses = ["102"]
-policy = { type = "lifetime" }
-
-[[product]]
-source = "hotmart"
-product_id = "7000"
-courses = ["103"]
-policy = { type = "fixed_days", days = 365 }
-"#;
-
-fn world(name: &str) -> World {
+/// A backend with its sandbox and the backend tests' catalogue ([`mappings::backend`]).
+fn world(name: &str) -> BackendStack {
     world_with(name, &[], &[])
 }
 
-fn world_with(name: &str, sandbox_args: &[&str], env: &[(&str, &str)]) -> World {
-    let (firestore, issuer) = shared();
-    let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), sandbox_args);
-    let backend = Backend::start(&format!("t-{name}"), firestore, &sandbox, issuer, env);
-    backend.import_mappings(MAPPINGS);
-    let token = issuer.token(&backend.url);
-    World { sandbox, backend, token }
+fn world_with(name: &str, sandbox_args: &[&str], env: &[(&str, &str)]) -> BackendStack {
+    BackendStack::start_with(name, &mappings::backend(), sandbox_args, env)
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+/// Ana's purchase of `product` under `transaction`, approved now (webhook `id`), as the edge
+/// publishes it.
+fn approved(id: &str, product: u64, transaction: &str) -> Value {
+    Webhook::purchase_approved().now().id(id).product(product).transaction(transaction).event()
 }
 
-/// A normalized event from a sample payload, edited as raw JSON first.
-fn event(sample: &str, edit: impl FnOnce(&mut Value)) -> Value {
-    let mut raw: Value = serde_json::from_slice(&fixture(&format!("hotmart/{sample}.json"))).unwrap();
-    raw["creation_date"] = now_ms().into();
-    // Approvals are stamped with their approval time: the samples' dates are a year old.
-    if raw["data"]["purchase"].get("approved_date").is_some() {
-        raw["data"]["purchase"]["approved_date"] = (now_ms() - 1_000).into();
-    }
-    edit(&mut raw);
-    let event = hotmart::normalize(raw.to_string().as_bytes(), Timestamp::from_unix_millis(now_ms()).unwrap()).unwrap();
-    serde_json::to_value(event).unwrap()
-}
-
-fn purchase(sample: &str, id: &str, product: u64, transaction: &str) -> Value {
-    event(sample, |raw| {
-        raw["id"] = id.into();
-        raw["data"]["product"]["id"] = product.into();
-        raw["data"]["purchase"]["transaction"] = transaction.into();
-    })
-}
-
-impl World {
-    fn push(&self, event: &Value) -> (u16, Value) {
-        self.backend.push_with(event, &format!("m-{}", event["id"]), Some(&self.token))
-    }
-
-    fn push_ok(&self, event: &Value) -> Value {
-        let (status, body) = self.push(event);
-        assert_eq!(status, 200, "{body}");
-        body
-    }
+/// The refund of Ana's purchase of `product` under `transaction` (webhook `id`).
+fn refunded(id: &str, product: u64, transaction: &str) -> Value {
+    Webhook::purchase_refunded().now().id(id).product(product).transaction(transaction).event()
 }
 
 #[test]
 fn purchase_creates_the_user_and_enrolls_once_even_when_bought_twice() {
     let w = world("purchase");
-    let body = w.push_ok(&purchase("purchase_approved", "p1", 5000, "HP1"));
+    let body = w.push_ok(&approved("p1", 5000, "HP1"));
     assert_eq!(body["status"], "applied");
     assert_eq!(w.sandbox.courses_of(ANA), ["101", "102"]);
     assert_eq!(w.sandbox.count("usersignup"), 1);
     // The same course bought again (another transaction): no second enrollment call.
-    let body = w.push_ok(&purchase("purchase_approved", "p2", 6000, "HP2"));
+    let body = w.push_ok(&approved("p2", 6000, "HP2"));
     assert_eq!(body["status"], "applied");
     assert_eq!(w.sandbox.count("addusertocourse"), 2, "one call per course, none for the repeat");
     assert_eq!(w.sandbox.count("usersignup"), 1);
     // The same delivery again: a duplicate, no LMS call.
-    let (status, body) = w.push(&purchase("purchase_approved", "p1", 5000, "HP1"));
+    let (status, body) = w.push(&approved("p1", 5000, "HP1"));
     assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
     assert_eq!(w.sandbox.count("addusertocourse"), 2);
 }
@@ -123,19 +57,15 @@ fn purchase_creates_the_user_and_enrolls_once_even_when_bought_twice() {
 #[test]
 fn refund_unenrolls_and_a_refund_before_its_approval_never_enrolls() {
     let w = world("refund");
-    w.push_ok(&purchase("purchase_approved", "a1", 6000, "HP10"));
+    w.push_ok(&approved("a1", 6000, "HP10"));
     assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
-    w.push_ok(&purchase("purchase_refunded", "r1", 6000, "HP10"));
+    w.push_ok(&refunded("r1", 6000, "HP10"));
     assert!(w.sandbox.courses_of(ANA).is_empty());
 
     // Another transaction whose refund arrives first.
-    w.push_ok(&purchase("purchase_refunded", "r2", 7000, "HP11"));
-    let late_approval = event("purchase_approved", |raw| {
-        raw["id"] = "a2".into();
-        raw["creation_date"] = (now_ms() - 60_000).into();
-        raw["data"]["product"]["id"] = 7000.into();
-        raw["data"]["purchase"]["transaction"] = "HP11".into();
-    });
+    w.push_ok(&refunded("r2", 7000, "HP11"));
+    let late_approval =
+        Webhook::purchase_approved().now().id("a2").at(now_ms() - 60_000).product(7000).transaction("HP11").event();
     // Recorded in the grant's history, but a revoked transaction gives no access.
     w.push_ok(&late_approval);
     assert!(!w.sandbox.courses_of(ANA).contains(&"103".to_owned()));
@@ -145,35 +75,33 @@ fn refund_unenrolls_and_a_refund_before_its_approval_never_enrolls() {
 #[test]
 fn two_products_granting_one_course_keep_it_when_one_is_refunded() {
     let w = world("two-products");
-    w.push_ok(&purchase("purchase_approved", "a1", 5000, "HP20"));
-    w.push_ok(&purchase("purchase_approved", "a2", 6000, "HP21"));
-    w.push_ok(&purchase("purchase_refunded", "r1", 6000, "HP21"));
+    w.push_ok(&approved("a1", 5000, "HP20"));
+    w.push_ok(&approved("a2", 6000, "HP21"));
+    w.push_ok(&refunded("r1", 6000, "HP21"));
     assert_eq!(w.sandbox.courses_of(ANA), ["101", "102"], "102 still granted by product 5000");
-    w.push_ok(&purchase("purchase_refunded", "r2", 5000, "HP20"));
+    w.push_ok(&refunded("r2", 5000, "HP20"));
     assert!(w.sandbox.courses_of(ANA).is_empty());
 }
 
+/// A charge of Ana's subscription (product 4774438), paid through `paid_through_ms`.
 fn subscription_charge(id: &str, paid_through_ms: i64) -> Value {
-    event("subscription_purchase_approved", |raw| {
-        raw["id"] = id.into();
-        raw["data"]["purchase"]["transaction"] = format!("HP-{id}").into();
-        raw["data"]["purchase"]["date_next_charge"] = paid_through_ms.into();
-    })
+    Webhook::subscription_charge().now().id(id).transaction(&format!("HP-{id}")).next_charge(paid_through_ms).event()
 }
 
 #[test]
 fn renewals_extend_and_a_cancellation_ends_at_the_paid_through_date_via_the_sweep() {
-    let (firestore, _) = shared();
+    let firestore = stack::firestore();
     let w = world("subscription");
     w.push_ok(&subscription_charge("c1", now_ms() + 2_000));
     assert_eq!(w.sandbox.courses_of(ANA), ["101"]);
     // The renewal extends access well past the first period.
     w.push_ok(&subscription_charge("c2", now_ms() + 60_000));
-    let cancel = event("subscription_cancellation", |raw| {
-        raw["id"] = "cancel".into();
-        raw["data"]["cancellation_date"] = now_ms().into();
-        raw["data"]["date_next_charge"] = (now_ms() + 4_000).into();
-    });
+    let cancel = Webhook::subscription_cancellation()
+        .now()
+        .id("cancel")
+        .cancelled_at(now_ms())
+        .next_charge(now_ms() + 4_000)
+        .event();
     w.push_ok(&cancel);
     std::thread::sleep(Duration::from_millis(2_500));
     assert_eq!(w.backend.sweep(&w.token).0, 200);
@@ -191,14 +119,14 @@ fn renewals_extend_and_a_cancellation_ends_at_the_paid_through_date_via_the_swee
 #[test]
 fn a_fixed_term_product_ends_on_time() {
     let w = world("fixed-term");
-    let approval = event("purchase_approved", |raw| {
-        raw["id"] = "f1".into();
-        // Approved 365 days ago, less three seconds: the term ends three seconds from now.
-        raw["creation_date"] = (now_ms() - 365 * 86_400_000 + 3_000).into();
-        raw["data"]["purchase"]["approved_date"] = raw["creation_date"].clone();
-        raw["data"]["product"]["id"] = 7000.into();
-        raw["data"]["purchase"]["transaction"] = "HP30".into();
-    });
+    // Approved 365 days ago, less three seconds: the term ends three seconds from now.
+    let approval = Webhook::purchase_approved()
+        .now()
+        .id("f1")
+        .created_and_approved_at(now_ms() - 365 * DAY_MS + 3_000)
+        .product(7000)
+        .transaction("HP30")
+        .event();
     w.push_ok(&approval);
     assert_eq!(w.sandbox.courses_of(ANA), ["103"]);
     assert_eq!(w.backend.sweep(&w.token).1["ended"], 0);
@@ -213,7 +141,7 @@ fn a_fixed_term_product_ends_on_time() {
 fn an_lms_failure_answers_503_and_the_redelivery_applies_it_once() {
     let w = world("lms-500");
     w.sandbox.faults(json!({ "fail_next": 1 }));
-    let approval = purchase("purchase_approved", "a1", 6000, "HP40");
+    let approval = approved("a1", 6000, "HP40");
     let (status, body) = w.push(&approval);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
@@ -229,7 +157,7 @@ fn an_lms_failure_answers_503_and_the_redelivery_applies_it_once() {
 fn rate_limits_are_honoured_without_hammering_the_lms() {
     let w = world("rate-limit");
     w.sandbox.faults(json!({ "rate_limit_next": 1, "retry_after_secs": 2 }));
-    let approval = purchase("purchase_approved", "a1", 6000, "HP50");
+    let approval = approved("a1", 6000, "HP50");
     assert_eq!(w.push(&approval).0, 503);
     let calls = w.sandbox.state()["calls"].as_array().unwrap().len();
     // Inside the Retry-After window the backend does not call TalentLMS at all.
@@ -243,7 +171,7 @@ fn rate_limits_are_honoured_without_hammering_the_lms() {
 #[test]
 fn the_same_push_delivered_twice_concurrently_has_one_effect() {
     let w = world("concurrent");
-    let approval = purchase("purchase_approved", "a1", 5000, "HP60");
+    let approval = approved("a1", 5000, "HP60");
     let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2).map(|_| s.spawn(|| w.push(&approval))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -261,9 +189,9 @@ fn the_same_push_delivered_twice_concurrently_has_one_effect() {
 
 #[test]
 fn bad_tokens_are_refused_with_401_and_no_effect() {
-    let (_, issuer) = shared();
+    let issuer = stack::issuer();
     let w = world("auth");
-    let approval = purchase("purchase_approved", "a1", 6000, "HP70");
+    let approval = approved("a1", 6000, "HP70");
     let header = json!({ "alg": "RS256", "kid": lms_bridge_tests::backend::KID, "typ": "JWT" });
     let claims = |edit: &dyn Fn(&mut Value)| {
         let mut c = Issuer::claims(&w.backend.url);
@@ -320,7 +248,7 @@ fn poison_unmapped_and_unparsed_messages_are_acked_and_recorded() {
     let (status, body) = w.backend.push_with(&json!({ "schema": "other" }), "m-poison", Some(&w.token));
     assert_eq!((status, body["error"]["code"].as_str()), (422, Some("unprocessable")), "{body}");
     // Product 0: Hotmart's test button.
-    let test_button = purchase("purchase_approved", "t0", 0, "HP0");
+    let test_button = approved("t0", 0, "HP0");
     assert_eq!(w.push_ok(&test_button)["status"], "unmapped");
     // Unparsed: quarantined with its raw body, then replayed once the body normalizes.
     let body = String::from_utf8(fixture("hotmart/purchase_approved.json")).unwrap().replace("4774438", "6000");
@@ -341,9 +269,9 @@ fn poison_unmapped_and_unparsed_messages_are_acked_and_recorded() {
 
 #[test]
 fn a_purchase_made_before_its_product_was_mapped_is_applied_when_the_mapping_is_imported() {
-    let (firestore, _) = shared();
+    let firestore = stack::firestore();
     let w = world("unmapped");
-    let early = purchase("purchase_approved", "early", 8000, "HP90");
+    let early = approved("early", 8000, "HP90");
     assert_eq!(w.push_ok(&early)["status"], "unmapped");
     // Kept whole, without an expiry: nothing is lost while the operator catches up.
     let doc = firestore.document(&w.backend.project, "events/hotmart:early");
@@ -354,9 +282,7 @@ fn a_purchase_made_before_its_product_was_mapped_is_applied_when_the_mapping_is_
     assert_eq!(w.push_ok(&early)["status"], "duplicate");
     assert!(w.sandbox.courses_of(ANA).is_empty());
 
-    w.backend.import_mappings(
-        "[[product]]\nsource = \"hotmart\"\nproduct_id = \"8000\"\ncourses = [\"104\"]\npolicy = { type = \"lifetime\" }\n",
-    );
+    w.backend.import_mappings(&Mappings::new().lifetime(8000, &["104"]).toml());
     assert_eq!(w.sandbox.courses_of(ANA), ["104"], "applied by the import");
     let doc = firestore.document(&w.backend.project, "events/hotmart:early");
     assert_eq!(doc["fields"]["status"]["stringValue"], "applied", "{doc}");
@@ -368,7 +294,7 @@ fn a_purchase_made_before_its_product_was_mapped_is_applied_when_the_mapping_is_
 #[test]
 fn student_show_and_mappings_list_tell_the_operator_what_is_known() {
     let w = world("cli");
-    w.push_ok(&purchase("purchase_approved", "a1", 6000, "HP80"));
+    w.push_ok(&approved("a1", 6000, "HP80"));
     let output = w.backend.cli(&["student", "show", "  Ana.Souza@Example.com "]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let shown: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -393,11 +319,11 @@ fn student_show_and_mappings_list_tell_the_operator_what_is_known() {
 #[test]
 fn idle_users_are_deactivated_when_configured_and_reactivated_on_purchase() {
     let w = world_with("idle", &["--signup-inactive"], &[("DEACTIVATE_IDLE_USERS", "true")]);
-    w.push_ok(&purchase("purchase_approved", "a1", 6000, "HP90"));
+    w.push_ok(&approved("a1", 6000, "HP90"));
     assert_eq!(w.sandbox.user_status(ANA).as_deref(), Some("active"), "activated after an inactive signup");
-    w.push_ok(&purchase("purchase_refunded", "r1", 6000, "HP90"));
+    w.push_ok(&refunded("r1", 6000, "HP90"));
     assert_eq!(w.sandbox.user_status(ANA).as_deref(), Some("inactive"));
-    w.push_ok(&purchase("purchase_approved", "a2", 6000, "HP91"));
+    w.push_ok(&approved("a2", 6000, "HP91"));
     assert_eq!(w.sandbox.user_status(ANA).as_deref(), Some("active"));
     assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
 }
@@ -411,10 +337,7 @@ fn the_bridge_never_takes_away_what_it_did_not_give() {
     w.sandbox.add_user(json!({ "email": learner, "login": "heldbefore", "courses": ["102"] }));
     w.sandbox.add_user(json!({ "email": instructor, "login": "teacher", "user_type": "Instructor" }));
     let as_buyer = |email: &'static str, sample: &str, id: &str, transaction: &str| {
-        let mut event = purchase(sample, id, 6000, transaction);
-        event["student"]["email"] = email.into();
-        event["student"]["key"] = lms_bridge_shared::Email::parse(email).unwrap().student_key().to_string().into();
-        event
+        Webhook::sample(sample).now().id(id).product(6000).transaction(transaction).buyer(email).event()
     };
     for (email, transaction) in [(learner, "HP70"), (instructor, "HP71")] {
         w.push_ok(&as_buyer(email, "purchase_approved", &format!("a-{transaction}"), transaction));
@@ -431,7 +354,7 @@ fn the_bridge_never_takes_away_what_it_did_not_give() {
     assert_eq!(w.sandbox.count("usersetstatus"), 0, "no account touched");
     // Firestore says why.
     let key = lms_bridge_shared::Email::parse(learner).unwrap().student_key().to_string();
-    let doc = shared().0.document(&w.backend.project, &format!("enrollments/{key}__102"));
+    let doc = stack::firestore().document(&w.backend.project, &format!("enrollments/{key}__102"));
     assert_eq!(doc["fields"]["preexisting"]["booleanValue"], true, "{doc}");
 }
 
@@ -440,11 +363,11 @@ fn with_a_pepper_students_are_kept_under_the_hmac_of_their_email() {
     let pepper = [("STUDENT_KEY_PEPPER", "pepper-of-the-test")];
     let w = world_with("pepper", &[], &pepper);
     // The event comes keyed by plain sha256 (an edge without the pepper, or an old event).
-    w.push_ok(&purchase("purchase_approved", "pp1", 6000, "HP80"));
+    w.push_ok(&approved("pp1", 6000, "HP80"));
     assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
     // HMAC-SHA256("pepper-of-the-test", ANA), computed with Python's hmac.
     let key = "8cd7792f0927cf0461ad6c293f4206100ab4ced857d7a3b30acb4c3d0c88c3cb";
-    let doc = shared().0.document(&w.backend.project, &format!("enrollments/{key}__102"));
+    let doc = stack::firestore().document(&w.backend.project, &format!("enrollments/{key}__102"));
     assert_eq!(doc["fields"]["access"]["stringValue"], "active", "{doc}");
     let plain = lms_bridge_shared::Email::parse(ANA).unwrap().student_key().to_string();
     assert!(!w.backend.log().contains(&plain), "only the peppered key is logged");
@@ -462,11 +385,11 @@ fn with_a_pepper_students_are_kept_under_the_hmac_of_their_email() {
 #[test]
 fn a_sweep_at_a_given_time_ends_the_access_due_by_then_and_nothing_else() {
     let w = world("sweep-at");
-    w.push_ok(&purchase("purchase_approved", "f1", 7000, "HP85")); // 365 days of course 103
-    w.push_ok(&purchase("purchase_approved", "l1", 6000, "HP86")); // lifetime course 102
+    w.push_ok(&approved("f1", 7000, "HP85")); // 365 days of course 103
+    w.push_ok(&approved("l1", 6000, "HP86")); // lifetime course 102
     assert_eq!(w.sandbox.courses_of(ANA), ["102", "103"]);
     let at = |days: i64| {
-        let t = Timestamp::from_unix_millis(now_ms() + days * 86_400_000).unwrap();
+        let t = Timestamp::from_unix_millis(now_ms() + days * DAY_MS).unwrap();
         t.to_string()
     };
     let early = w.backend.cli(&["sweep", "--at", &at(300)]);
@@ -517,12 +440,12 @@ fn events_of_the_previous_schema_in_flight_during_a_deploy_are_still_applied() {
     assert_eq!(w.push_ok(&approval)["status"], "applied");
     assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
     // A v2 event about the same purchase acts on the same grant.
-    let refund = purchase("purchase_refunded", "v2r", 6000, "HP40");
+    let refund = refunded("v2r", 6000, "HP40");
     assert_eq!(refund["schema"], "lms-bridge.event.v2");
     assert_eq!(w.push_ok(&refund)["status"], "applied");
     assert!(w.sandbox.courses_of(ANA).is_empty());
     // A v1 refund of a purchase the v2 code approved.
-    w.push_ok(&purchase("purchase_approved", "v2a", 7000, "HP41"));
+    w.push_ok(&approved("v2a", 7000, "HP41"));
     assert_eq!(w.sandbox.courses_of(ANA), ["103"]);
     let v1_refund =
         v1_event("v1r", json!({ "type": "revoke", "reason": "refunded" }), "PURCHASE_REFUNDED", "7000", "HP41");

@@ -10,21 +10,14 @@ use lms_bridge_shared::Timestamp;
 use lms_bridge_tests::backend::{
     backend_bin, envelope, post_push, Backend, Firestore, Issuer, Sandbox, LMS_KEY, PUSH_ACCOUNT, VERIFICATION_TOKEN,
 };
-use lms_bridge_tests::fixture;
+use lms_bridge_tests::{fixture, mappings, stack};
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One Firestore emulator and one test issuer for the binary; a sandbox per test.
 fn stack() -> (&'static Firestore, Sandbox, &'static Issuer) {
-    static FIRESTORE: OnceLock<Firestore> = OnceLock::new();
-    static ISSUER: OnceLock<Issuer> = OnceLock::new();
-    (
-        FIRESTORE.get_or_init(Firestore::start),
-        Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), &[]),
-        ISSUER.get_or_init(Issuer::start),
-    )
+    (stack::firestore(), Sandbox::start(&[]), stack::issuer())
 }
 
 fn b64url(v: &Value) -> String {
@@ -37,9 +30,6 @@ fn stripped(claims: &Value) -> String {
     let header = json!({ "alg": "RS256", "kid": "k", "typ": "JWT" });
     format!("{}.{}.SIGNATURE_REMOVED_BY_GOOGLE", b64url(&header), b64url(claims))
 }
-
-const MAPPING: &str =
-    "[[product]]\nsource = \"hotmart\"\nproduct_id = \"4774438\"\ncourses = [\"101\"]\npolicy = { type = \"lifetime\" }\n";
 
 /// The sample purchase (product 4774438, Ana), normalized.
 fn purchase() -> Value {
@@ -86,7 +76,7 @@ fn surface_errors_are_json_cloud_run_mode_checks_claims_and_sigterm_stops_cleanl
 
     // SIGTERM while a push is in flight (the LMS answers slowly): the push still gets its
     // answer, then the server exits by itself, well within Cloud Run's 10 s.
-    backend.import_mappings(MAPPING);
+    backend.import_mappings(&mappings::sample().toml());
     sandbox.faults(json!({ "delay_next": 5, "delay_ms": 600 }));
     let delivery = envelope(&purchase(), "m-inflight", &backend.subscription());
     let mut backend = backend;
@@ -200,7 +190,7 @@ fn a_half_configured_server_refuses_to_start_with_one_line() {
 fn pushes_and_sweeps_need_the_verification_token_and_pushes_their_subscription() {
     let (firestore, sandbox, issuer) = stack();
     let backend = Backend::start("t-second-factor", firestore, &sandbox, issuer, &[("PUSH_AUTH", "cloud-run")]);
-    backend.import_mappings(MAPPING);
+    backend.import_mappings(&mappings::sample().toml());
     let good = stripped(&Issuer::claims(&backend.url));
     let delivery = envelope(&purchase(), "m-factor", &backend.subscription());
     let push = format!("{}/pubsub/push", backend.url);
@@ -306,7 +296,7 @@ fn no_token_key_or_email_reaches_the_logs() {
             ("OIDC_JWKS_URL", &format!("{}?key={jwks_secret}", issuer.jwks_url)),
         ],
     );
-    backend.import_mappings(MAPPING);
+    backend.import_mappings(&mappings::sample().toml());
     let token = issuer.token(&backend.url);
     let subscription = backend.subscription();
     let email = "ana.souza@example.com";

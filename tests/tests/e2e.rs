@@ -7,31 +7,12 @@
 use lms_bridge_tests::backend::{Backend, Firestore, Issuer, Sandbox};
 use lms_bridge_tests::chaos::ChaosProxy;
 use lms_bridge_tests::edge::{Edge, HOTTOK};
-use lms_bridge_tests::fixture;
-use lms_bridge_tests::pubsub::{Emulator, PROJECT};
+use lms_bridge_tests::mappings;
+use lms_bridge_tests::pubsub_emulator::{Emulator, PROJECT};
+use lms_bridge_tests::webhooks::{now_ms, Webhook, DAY_MS};
 use serde_json::{json, Value};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
-
-const CHAIN_MAPPINGS: &str = r#"
-[[product]]
-source = "hotmart"
-product_id = "4774438"
-courses = ["101"]
-policy = { type = "lifetime" }
-
-[[product]]
-source = "hotmart"
-product_id = "4774439"
-courses = ["102"]
-policy = { type = "subscription", grace_days = 0 }
-
-[[product]]
-source = "hotmart"
-product_id = "4774440"
-courses = ["103"]
-policy = { type = "fixed_days", days = 365 }
-"#;
 
 struct Chain {
     /// Between the edge and Pub/Sub: an outage without losing the emulator's state.
@@ -54,11 +35,11 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
         let pubsub = Emulator::start();
         let firestore = Firestore::start();
         let issuer = Issuer::start();
-        let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), &[]);
+        let sandbox = Sandbox::start(&[]);
         // The emulator's push carries no OIDC token: the backend runs as `make dev` runs it.
         let backend = Backend::start(PROJECT, &firestore, &sandbox, &issuer, &[("PUSH_AUTH", "none")]);
         setup_pubsub(&backend, &pubsub.host);
-        backend.import_mappings(CHAIN_MAPPINGS);
+        backend.import_mappings(&mappings::chain().toml());
         let proxy = ChaosProxy::start(&pubsub.host);
         let edge = Edge::start(
             "e2e",
@@ -89,12 +70,15 @@ fn setup_pubsub(backend: &Backend, host: &str) {
     assert!(setup.status.success(), "pubsub setup: {}", String::from_utf8_lossy(&setup.stderr));
 }
 
-fn webhook(sample: &str, id: &str, email: &str, transaction: &str) -> Vec<u8> {
-    let mut raw: Value = serde_json::from_slice(&fixture(&format!("hotmart/{sample}.json"))).unwrap();
-    raw["id"] = id.into();
-    raw["data"]["buyer"]["email"] = email.into();
-    raw["data"]["purchase"]["transaction"] = transaction.into();
-    raw.to_string().into_bytes()
+/// `email`'s purchase of the fixtures' product (lifetime: course 101) under `transaction`,
+/// approved (webhook `id`), as Hotmart posts it; the samples' dates.
+fn approved(id: &str, email: &str, transaction: &str) -> Vec<u8> {
+    Webhook::purchase_approved().id(id).buyer(email).transaction(transaction).bytes()
+}
+
+/// The refund of that purchase.
+fn refunded(id: &str, email: &str, transaction: &str) -> Vec<u8> {
+    Webhook::purchase_refunded().id(id).buyer(email).transaction(transaction).bytes()
 }
 
 fn send(chain: &Chain, body: Vec<u8>) {
@@ -124,10 +108,10 @@ fn wait_in(sandbox: &Sandbox, email: &str, courses: &[&str], timeout: Duration) 
 fn purchase_enrolls_within_seconds_and_refund_unenrolls() {
     let (_turn, chain) = chain();
     let email = "e2e-one@example.com";
-    send(chain, webhook("purchase_approved", "e1-a", email, "HPE1"));
+    send(chain, approved("e1-a", email, "HPE1"));
     let took = wait_for(chain, email, &["101"], Duration::from_secs(5));
     eprintln!("purchase → enrolled in {took:?}");
-    send(chain, webhook("purchase_refunded", "e1-r", email, "HPE1"));
+    send(chain, refunded("e1-r", email, "HPE1"));
     wait_for(chain, email, &[], Duration::from_secs(5));
 }
 
@@ -136,12 +120,12 @@ fn the_same_webhook_three_times_and_a_refund_before_its_approval_end_right() {
     let (_turn, chain) = chain();
     let email = "e2e-two@example.com";
     for _ in 0..3 {
-        send(chain, webhook("purchase_approved", "e2-a", email, "HPE2"));
+        send(chain, approved("e2-a", email, "HPE2"));
     }
     wait_for(chain, email, &["101"], Duration::from_secs(5));
     let other = "e2e-three@example.com";
-    send(chain, webhook("purchase_refunded", "e3-r", other, "HPE3"));
-    send(chain, webhook("purchase_approved", "e3-a", other, "HPE3"));
+    send(chain, refunded("e3-r", other, "HPE3"));
+    send(chain, approved("e3-a", other, "HPE3"));
     std::thread::sleep(Duration::from_secs(2));
     assert!(chain.sandbox.courses_of(other).is_empty(), "refunded before approval: never enrolled");
     let state = chain.sandbox.state();
@@ -156,7 +140,7 @@ fn an_lms_outage_is_retried_by_pubsub_and_applied_once() {
     let email = "e2e-four@example.com";
     let before = chain.sandbox.count_ok("addusertocourse");
     chain.sandbox.faults(json!({ "fail_next": 3 }));
-    send(chain, webhook("purchase_approved", "e4-a", email, "HPE4"));
+    send(chain, approved("e4-a", email, "HPE4"));
     let took = wait_for(chain, email, &["101"], Duration::from_secs(60));
     eprintln!("LMS down for 3 calls → enrolled after {took:?}");
     assert_eq!(chain.sandbox.count_ok("addusertocourse"), before + 1, "enrolled exactly once");
@@ -170,13 +154,11 @@ fn a_backend_killed_mid_stream_loses_nothing_and_doubles_nothing() {
     // the sandbox shows was done by this backend alone.
     let pubsub_host = chain.pubsub.lock().unwrap().host.clone();
     let (firestore, issuer) = (&chain.firestore, &chain._issuer);
-    let sandbox = Sandbox::start(env!("CARGO_BIN_EXE_lms-sandbox"), &[]);
+    let sandbox = Sandbox::start(&[]);
     let port = lms_bridge_tests::process::free_port();
     let start = || Backend::start_on(port, "kill-test", firestore, &sandbox, issuer, &[("PUSH_AUTH", "none")]);
     let mut backend = start();
-    backend.import_mappings(
-        "[[product]]\nsource = \"hotmart\"\nproduct_id = \"4774438\"\ncourses = [\"101\"]\npolicy = { type = \"lifetime\" }\n",
-    );
+    backend.import_mappings(&mappings::sample().toml());
     let setup = backend.cli(&[
         "pubsub",
         "setup",
@@ -196,13 +178,9 @@ fn a_backend_killed_mid_stream_loses_nothing_and_doubles_nothing() {
     // 200 webhooks: 100 approvals, 50 refunds, 50 resends of approvals under new ids.
     let student = |i: usize| format!("stream-{i}@example.com");
     let mut stream: Vec<Vec<u8>> =
-        (0..100).map(|i| webhook("purchase_approved", &format!("k-a{i}"), &student(i), &format!("HPK{i}"))).collect();
-    stream.extend(
-        (0..100).step_by(2).map(|i| webhook("purchase_refunded", &format!("k-r{i}"), &student(i), &format!("HPK{i}"))),
-    );
-    stream.extend(
-        (0..50).map(|i| webhook("purchase_approved", &format!("k-a{i}-resend"), &student(i), &format!("HPK{i}"))),
-    );
+        (0..100).map(|i| approved(&format!("k-a{i}"), &student(i), &format!("HPK{i}"))).collect();
+    stream.extend((0..100).step_by(2).map(|i| refunded(&format!("k-r{i}"), &student(i), &format!("HPK{i}"))));
+    stream.extend((0..50).map(|i| approved(&format!("k-a{i}-resend"), &student(i), &format!("HPK{i}"))));
     assert_eq!(stream.len(), 200);
     for (n, body) in stream.into_iter().enumerate() {
         if n == 70 {
@@ -239,8 +217,7 @@ fn webhooks_during_a_pubsub_outage_are_answered_via_the_queue_and_all_applied() 
     let student = |i: usize| format!("outage-{i}@example.com");
     chain.proxy.cut();
     for i in 0..8 {
-        let (status, answer) =
-            chain.edge.hotmart(webhook("purchase_approved", &format!("o-a{i}"), &student(i), &format!("HPO{i}")));
+        let (status, answer) = chain.edge.hotmart(approved(&format!("o-a{i}"), &student(i), &format!("HPO{i}")));
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["via"], "queue", "{answer}");
     }
@@ -253,10 +230,6 @@ fn webhooks_during_a_pubsub_outage_are_answered_via_the_queue_and_all_applied() 
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
 fn sweep(chain: &Chain) -> Value {
     let response = reqwest::blocking::Client::new().post(format!("{}/tasks/sweep", chain.backend.url)).send().unwrap();
     assert_eq!(response.status().as_u16(), 200);
@@ -267,45 +240,43 @@ fn sweep(chain: &Chain) -> Value {
 fn renewals_extend_a_cancellation_ends_at_the_paid_date_and_a_fixed_term_expires() {
     let (_turn, chain) = chain();
     let email = "e2e-subscriber@example.com";
+    // Each recurrence is its own charge, approved now.
     let charge = |id: &str, paid_through: i64| {
-        let mut raw: Value = serde_json::from_slice(&fixture("hotmart/subscription_purchase_approved.json")).unwrap();
-        raw["id"] = id.into();
-        raw["creation_date"] = now_ms().into();
-        raw["data"]["buyer"]["email"] = email.into();
-        raw["data"]["product"]["id"] = 4774439.into();
-        raw["data"]["subscription"]["subscriber"]["code"] = "SUBE2E".into();
-        // Each recurrence is its own charge, approved now.
-        raw["data"]["purchase"]["transaction"] = format!("HP-{id}").into();
-        raw["data"]["purchase"]["approved_date"] = (now_ms() - 1_000).into();
-        raw["data"]["purchase"]["date_next_charge"] = paid_through.into();
-        raw.to_string().into_bytes()
+        Webhook::subscription_charge()
+            .now()
+            .id(id)
+            .buyer(email)
+            .product(4774439)
+            .subscriber_code("SUBE2E")
+            .transaction(&format!("HP-{id}"))
+            .next_charge(paid_through)
+            .bytes()
     };
     send(chain, charge("s-c1", now_ms() + 3_000));
     wait_for(chain, email, &["102"], Duration::from_secs(5));
     // A renewal extends the paid period; then the subscriber cancels: access lasts to the
     // paid-through date of the cancellation, and the sweep ends it there.
     send(chain, charge("s-c2", now_ms() + 60_000));
-    let mut cancel: Value = serde_json::from_slice(&fixture("hotmart/subscription_cancellation.json")).unwrap();
-    cancel["id"] = "s-cancel".into();
-    cancel["creation_date"] = now_ms().into();
-    cancel["data"]["cancellation_date"] = now_ms().into();
-    cancel["data"]["subscriber"]["email"] = email.into();
-    cancel["data"]["subscriber"]["code"] = "SUBE2E".into();
-    cancel["data"]["product"]["id"] = 4774439.into();
     let ends = now_ms() + 10_000;
-    cancel["data"]["date_next_charge"] = ends.into();
-    send(chain, cancel.to_string().into_bytes());
+    let cancel = Webhook::subscription_cancellation()
+        .now()
+        .id("s-cancel")
+        .cancelled_at(now_ms())
+        .buyer(email)
+        .subscriber_code("SUBE2E")
+        .product(4774439)
+        .next_charge(ends);
+    send(chain, cancel.bytes());
 
     // Fixed term: approved 365 days ago less 10 seconds.
     let fixed = "e2e-fixed@example.com";
-    let mut raw: Value = serde_json::from_slice(&fixture("hotmart/purchase_approved.json")).unwrap();
-    raw["id"] = "f-a".into();
-    raw["creation_date"] = (now_ms() - 365 * 86_400_000 + 10_000).into();
-    raw["data"]["purchase"]["approved_date"] = raw["creation_date"].clone();
-    raw["data"]["buyer"]["email"] = fixed.into();
-    raw["data"]["product"]["id"] = 4774440.into();
-    raw["data"]["purchase"]["transaction"] = "HPF1".into();
-    send(chain, raw.to_string().into_bytes());
+    let term = Webhook::purchase_approved()
+        .id("f-a")
+        .created_and_approved_at(now_ms() - 365 * DAY_MS + 10_000)
+        .buyer(fixed)
+        .product(4774440)
+        .transaction("HPF1");
+    send(chain, term.bytes());
     wait_for(chain, fixed, &["103"], Duration::from_secs(5));
 
     std::thread::sleep(Duration::from_millis(3_500));
@@ -319,8 +290,6 @@ fn renewals_extend_a_cancellation_ends_at_the_paid_date_and_a_fixed_term_expires
     assert!(chain.sandbox.courses_of(email).is_empty(), "cancelled: ends at the paid-through date");
     assert!(chain.sandbox.courses_of(fixed).is_empty(), "fixed term over");
 }
-
-const DAY_MS: i64 = 86_400_000;
 
 /// The sandbox's calls that concerned the user with this email, as `(action, status)`.
 fn calls_of(chain: &Chain, email: &str) -> Vec<(String, u64)> {
@@ -378,19 +347,18 @@ fn subscription_approved(
     approved: i64,
     next_charge: i64,
 ) -> Vec<u8> {
-    let mut raw: Value = serde_json::from_slice(&fixture("hotmart/subscription_purchase_approved.json")).unwrap();
-    raw["id"] = id.into();
-    raw["creation_date"] = (approved + 1_000).into();
-    raw["data"]["buyer"]["email"] = email.into();
-    raw["data"]["product"]["id"] = 4774439.into();
-    raw["data"]["subscription"]["subscriber"]["code"] = code.into();
-    let purchase = &mut raw["data"]["purchase"];
-    purchase["transaction"] = transaction.into();
-    purchase["recurrence_number"] = recurrence.into();
-    purchase["approved_date"] = approved.into();
-    purchase["order_date"] = (approved - 10_000).into();
-    purchase["date_next_charge"] = next_charge.into();
-    raw.to_string().into_bytes()
+    Webhook::subscription_charge()
+        .id(id)
+        .at(approved + 1_000)
+        .buyer(email)
+        .product(4774439)
+        .subscriber_code(code)
+        .transaction(transaction)
+        .recurrence(recurrence)
+        .approved_at(approved)
+        .ordered_at(approved - 10_000)
+        .next_charge(next_charge)
+        .bytes()
 }
 
 #[test]
@@ -407,20 +375,21 @@ fn a_refused_renewal_paid_under_a_new_transaction_keeps_the_subscriber_enrolled(
 
     // (b) Recurrence 2's card is refused: PURCHASE_CANCELED of its transaction T2, same
     // subscriber. The payment did not go through; it must not end the subscription.
-    let mut refused: Value = serde_json::from_slice(&fixture("hotmart/purchase_canceled.json")).unwrap();
-    refused["id"] = "rr-c2".into();
-    refused["creation_date"] = (base - 60_000).into();
-    refused["data"]["buyer"]["email"] = email.into();
-    refused["data"]["product"]["id"] = 4774439.into();
-    refused["data"]["subscription"] = json!({
-        "status": "ACTIVE", "plan": { "id": 123, "name": "plano de teste" }, "subscriber": { "code": code },
-    });
-    let purchase = &mut refused["data"]["purchase"];
-    purchase["transaction"] = "HPRR2".into();
-    purchase["recurrence_number"] = 2.into();
-    purchase["order_date"] = (base - 70_000).into();
-    purchase.as_object_mut().unwrap().remove("approved_date");
-    send(chain, refused.to_string().into_bytes());
+    let refused = Webhook::purchase_canceled()
+        .id("rr-c2")
+        .at(base - 60_000)
+        .buyer(email)
+        .product(4774439)
+        .edit(|raw| {
+            raw["data"]["subscription"] = json!({
+                "status": "ACTIVE", "plan": { "id": 123, "name": "plano de teste" }, "subscriber": { "code": code },
+            });
+            raw["data"]["purchase"].as_object_mut().unwrap().remove("approved_date");
+        })
+        .transaction("HPRR2")
+        .recurrence(2)
+        .ordered_at(base - 70_000);
+    send(chain, refused.bytes());
     let status = wait_processed(chain, "rr-c2", email, Duration::from_secs(20));
     let calls = calls_of(chain, email);
     assert!(
@@ -455,15 +424,15 @@ fn a_refund_carrying_a_changed_buyer_email_revokes_the_buyers_access() {
     let (buyer, changed) = ("ana.x@example.com", "ana.new@example.com");
     let base = now_ms();
     let purchase = |sample: &str, id: &str, email: &str, created: i64| {
-        let mut raw: Value = serde_json::from_slice(&fixture(&format!("hotmart/{sample}.json"))).unwrap();
-        raw["id"] = id.into();
-        raw["creation_date"] = created.into();
-        raw["data"]["buyer"]["email"] = email.into();
-        raw["data"]["product"]["id"] = 4774438.into();
-        raw["data"]["purchase"]["transaction"] = "HPAX1".into();
-        raw["data"]["purchase"]["approved_date"] = (base - 60_000).into();
-        raw["data"]["purchase"]["order_date"] = (base - 70_000).into();
-        raw.to_string().into_bytes()
+        Webhook::sample(sample)
+            .id(id)
+            .at(created)
+            .buyer(email)
+            .product(4774438)
+            .transaction("HPAX1")
+            .approved_at(base - 60_000)
+            .ordered_at(base - 70_000)
+            .bytes()
     };
     send(chain, purchase("purchase_approved", "ax-a", buyer, base - 59_000));
     wait_for(chain, buyer, &["101"], Duration::from_secs(20));
@@ -518,9 +487,9 @@ fn no_secret_and_no_email_reaches_the_logs_of_the_edge_or_the_backend_through_fa
     let (status, _) = chain.edge.hotmart(unparsed.into_bytes());
     assert_eq!(status, 200);
     chain.sandbox.faults(json!({ "fail_next": 2, "rate_limit_next": 1, "retry_after_secs": 1 }));
-    send(chain, webhook("purchase_approved", "scan-approved", email, "HPSCAN1"));
+    send(chain, approved("scan-approved", email, "HPSCAN1"));
     wait_for(chain, &email.to_lowercase(), &["101"], Duration::from_secs(30));
-    send(chain, webhook("purchase_refunded", "scan-refunded", email, "HPSCAN1"));
+    send(chain, refunded("scan-refunded", email, "HPSCAN1"));
     wait_for(chain, &email.to_lowercase(), &[], Duration::from_secs(30));
 
     let logs = chain_logs();

@@ -7,7 +7,7 @@
 use lms_bridge_tests::chaos::ChaosProxy;
 use lms_bridge_tests::edge::{Edge, HOTTOK};
 use lms_bridge_tests::fixture;
-use lms_bridge_tests::pubsub::{Emulator, PROJECT};
+use lms_bridge_tests::pubsub_emulator::{Emulator, PROJECT};
 use std::time::Duration;
 
 const TOPIC: &str = "edge-dead-letter";

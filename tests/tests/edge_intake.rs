@@ -5,7 +5,8 @@
 
 use base64::Engine as _;
 use lms_bridge_tests::edge::{Edge, HOTTOK};
-use lms_bridge_tests::pubsub::{Emulator, PROJECT};
+use lms_bridge_tests::pubsub_emulator::{Emulator, PROJECT};
+use lms_bridge_tests::webhooks::Webhook;
 use lms_bridge_tests::{fixture, hotmart_samples};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -139,10 +140,11 @@ fn refused_requests_get_their_json_error_and_publish_nothing() {
 fn an_authenticated_payload_that_cannot_be_normalized_arrives_as_unparsed() {
     let (_turn, stack) = stack();
     let sub = subscribe(stack, "unparsed");
-    let mut raw: serde_json::Value = serde_json::from_slice(&fixture("hotmart/purchase_approved.json")).unwrap();
-    raw["data"]["buyer"].as_object_mut().unwrap().remove("email");
-    raw["hottok"] = HOTTOK.into();
-    let (status, answer) = stack.edge.hotmart(raw.to_string().into_bytes());
+    let raw = Webhook::purchase_approved().edit(|raw| {
+        raw["data"]["buyer"].as_object_mut().unwrap().remove("email");
+        raw["hottok"] = HOTTOK.into();
+    });
+    let (status, answer) = stack.edge.hotmart(raw.bytes());
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["status"], "quarantined");
 
@@ -259,10 +261,8 @@ fn quarantined_bodies_lose_the_hottok_in_every_shape_and_are_logged_at_warning()
 fn student_keys_leave_the_edge_as_hmacs_of_the_email_under_the_pepper() {
     let (_turn, stack) = stack();
     let sub = subscribe(stack, "peppered");
-    let mut raw: serde_json::Value = serde_json::from_slice(&fixture("hotmart/purchase_approved.json")).unwrap();
-    raw["id"] = "peppered-1".into();
-    raw["data"]["buyer"]["email"] = "Ana.Souza@Example.com".into();
-    let (status, answer) = stack.edge.hotmart(raw.to_string().into_bytes());
+    let raw = Webhook::purchase_approved().id("peppered-1").buyer("Ana.Souza@Example.com");
+    let (status, answer) = stack.edge.hotmart(raw.bytes());
     assert_eq!(status, 200, "{answer}");
     let pulled = stack.emulator.client().pull_exactly(&sub, 1, Duration::from_secs(30), Duration::from_secs(2));
     assert_eq!(pulled.len(), 1);

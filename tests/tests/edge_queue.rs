@@ -6,8 +6,8 @@
 use base64::Engine as _;
 use lms_bridge_tests::chaos::ChaosProxy;
 use lms_bridge_tests::edge::{Edge, HOTTOK};
-use lms_bridge_tests::fixture;
-use lms_bridge_tests::pubsub::{Emulator, PROJECT};
+use lms_bridge_tests::pubsub_emulator::{Emulator, PROJECT};
+use lms_bridge_tests::webhooks::Webhook;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -34,13 +34,10 @@ fn events_accepted_while_pubsub_is_down_are_published_when_it_returns() {
     );
     proxy.cut();
 
-    let template: serde_json::Value = serde_json::from_slice(&fixture("hotmart/purchase_approved.json")).unwrap();
     let mut sent = BTreeSet::new();
     for i in 0..6 {
-        let mut body = template.clone();
-        body["id"] = format!("queued-{i}").into();
-        body["data"]["purchase"]["transaction"] = format!("HPQ{i}").into();
-        let (status, answer) = edge.hotmart(body.to_string().into_bytes());
+        let body = Webhook::purchase_approved().id(&format!("queued-{i}")).transaction(&format!("HPQ{i}"));
+        let (status, answer) = edge.hotmart(body.bytes());
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["status"], "accepted");
         assert_eq!(answer["via"], "queue", "{answer}");

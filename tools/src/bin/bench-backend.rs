@@ -2,18 +2,17 @@
 //! latency against the Firestore emulator and the LMS sandbox, beside the floor measured in
 //! the same run — one Firestore read + one commit in a transaction, through the backend's store.
 //!
-//! `cargo build --release -p lms-bridge-backend && LMS_BRIDGE_BIN=target/release/lms-bridge \
-//!  cargo run --release -p lms-bridge-tests --bin bench-backend -- [EVENTS] [CONCURRENCY] [LMS_CALLS_PER_S] [OFFERED_PER_WORKER]`
+//! `cargo build --release -p lms-bridge-backend -p lms-bridge-tools --bin lms-bridge --bin lms-sandbox && \
+//!  LMS_BRIDGE_BIN=target/release/lms-bridge cargo run --release -p lms-bridge-tools --bin bench-backend -- [EVENTS] [CONCURRENCY] [LMS_CALLS_PER_S] [OFFERED_PER_WORKER]`
 
 #![allow(clippy::unwrap_used, reason = "a benchmark driver: a panic is the failure report")]
 
 use futures::FutureExt;
 use lms_bridge_backend::store::docs::StudentDoc;
 use lms_bridge_backend::store::{FirestoreStore, StateStore};
-use lms_bridge_shared::source::hotmart;
 use lms_bridge_shared::Timestamp;
 use lms_bridge_tests::backend::{push_to, Backend, Firestore, Issuer, Sandbox};
-use lms_bridge_tests::fixture;
+use lms_bridge_tests::webhooks::Webhook;
 use std::time::{Duration, Instant};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -44,8 +43,7 @@ fn main() {
     let offered: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0.0);
     lms_bridge_backend::service::install_crypto_provider();
     let firestore = Firestore::start();
-    let sandbox =
-        Sandbox::start(lms_bridge_tests::repo_root().join("target/release/lms-sandbox").to_str().unwrap(), &[]);
+    let sandbox = Sandbox::start_bin(&lms_bridge_tests::repo_root().join("target/release/lms-sandbox"), &[]);
     let issuer = Issuer::start();
     let backend = Backend::start(
         "bench",
@@ -54,18 +52,14 @@ fn main() {
         &issuer,
         &[("PUSH_AUTH", "none"), ("RUST_LOG", "warn"), ("TALENTLMS_MAX_CALLS_PER_SECOND", &rate)],
     );
-    backend.import_mappings(
-        "[[product]]\nsource = \"hotmart\"\nproduct_id = \"4774438\"\ncourses = [\"101\"]\npolicy = { type = \"lifetime\" }\n",
-    );
-    let template: serde_json::Value = serde_json::from_slice(&fixture("hotmart/purchase_approved.json")).unwrap();
+    backend.import_mappings(&lms_bridge_tests::mappings::sample().toml());
     let bodies: Vec<serde_json::Value> = (0..events)
         .map(|i| {
-            let mut raw = template.clone();
-            raw["id"] = format!("bench-{i}").into();
-            raw["data"]["buyer"]["email"] = format!("student{i}@example.com").into();
-            raw["data"]["purchase"]["transaction"] = format!("HPB{i}").into();
-            let event = hotmart::normalize(raw.to_string().as_bytes(), Timestamp::epoch()).unwrap();
-            serde_json::to_value(event).unwrap()
+            Webhook::purchase_approved()
+                .id(&format!("bench-{i}"))
+                .buyer(&format!("student{i}@example.com"))
+                .transaction(&format!("HPB{i}"))
+                .event_received(Timestamp::epoch())
         })
         .collect();
 
