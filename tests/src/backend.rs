@@ -390,6 +390,15 @@ impl Backend {
     pub fn push_with(&self, event: &Value, message_id: &str, token: Option<&str>) -> (u16, Value) {
         post_push(&self.push_endpoint(), &envelope(event, message_id, &self.subscription()), token)
     }
+    /// Runs `lms-bridge sweep --at` (a time in Unix milliseconds) and returns its report: time
+    /// moves forward without waiting.
+    pub fn sweep_at(&self, at_ms: i64) -> Value {
+        let at = lms_bridge_shared::Timestamp::from_unix_millis(at_ms).unwrap().to_string();
+        let output = self.cli(&["sweep", "--at", &at]);
+        assert!(output.status.success(), "sweep --at {at}: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
     /// Posts to the sweep endpoint.
     pub fn sweep(&self, token: &str) -> (u16, Value) {
         let response = reqwest::blocking::Client::new().post(self.sweep_endpoint()).bearer_auth(token).send().unwrap();
