@@ -2,8 +2,9 @@
 # Creates (or brings up to date) the production lms-bridge on GCP: APIs, least-privilege
 # service accounts, Firestore with its indexes and TTL, the secrets, the Cloud Run backend,
 # the Pub/Sub topic + dead-letter topic + push subscription, and the sweep's scheduler job.
-# Idempotent: what exists is brought to the settings below. `--dry-run` prints every command
-# (secrets as <secret>) and changes nothing.
+# Idempotent: what exists is brought to the settings below, and the Pub/Sub ones are those of
+# deploy/pubsub.env (`lms-bridge pubsub setup` is built from the same file). `--dry-run` prints
+# every command (secrets as <secret>) and changes nothing.
 #
 #   PROJECT=my-project REGION=us-central1 TALENTLMS_URL=https://acme.talentlms.com \
 #   TALENTLMS_API_KEY=... deploy/gcp.sh [--dry-run] [--max-instances N] [--edge-key]
@@ -20,7 +21,8 @@ usage: deploy/gcp.sh [--dry-run] [--max-instances N] [--edge-key]
 environment: PROJECT (required), TALENTLMS_URL (required), TALENTLMS_API_KEY (first run, or
 to change it), REGION (us-central1), TALENTLMS_CALLS_PER_SECOND (30: lms-bridge's share of the
 portal's 40 calls/s, all instances together), DEACTIVATE_IDLE_USERS (false), PROJECT_NUMBER
-(looked up when absent), SERVICE, TOPIC, DEAD_LETTER_TOPIC, SUBSCRIPTION, IMAGE_TAG
+(looked up when absent), SERVICE, TOPIC, SUBSCRIPTION, DEAD_LETTER_TOPIC,
+DEAD_LETTER_SUBSCRIPTION (default names in deploy/pubsub.env), IMAGE_TAG
 USAGE
 }
 
@@ -45,9 +47,18 @@ done
 : "${TALENTLMS_URL:?set TALENTLMS_URL, e.g. https://acme.talentlms.com}"
 REGION=${REGION:-us-central1}
 SERVICE=${SERVICE:-lms-bridge}
-TOPIC=${TOPIC:-lms-bridge-events}
-DEAD_LETTER_TOPIC=${DEAD_LETTER_TOPIC:-lms-bridge-dead-letters}
-SUBSCRIPTION=${SUBSCRIPTION:-lms-bridge-push}
+# The Pub/Sub plan (PUBSUB_*): its values are used as they are, never repeated here. The backend
+# build checks each value; this only keeps a mistyped line from being run as a command.
+PUBSUB_PLAN="$(dirname "${BASH_SOURCE[0]}")/pubsub.env"
+if bad=$(grep -nvE '^(#.*|[A-Z_]+=[A-Za-z0-9._-]+|)$' "$PUBSUB_PLAN"); then
+  die "$PUBSUB_PLAN: not KEY=value (letters, digits, '.', '_', '-'): $bad"
+fi
+# shellcheck source=deploy/pubsub.env
+source "$PUBSUB_PLAN"
+TOPIC=${TOPIC:-$PUBSUB_TOPIC}
+SUBSCRIPTION=${SUBSCRIPTION:-$PUBSUB_SUBSCRIPTION}
+DEAD_LETTER_TOPIC=${DEAD_LETTER_TOPIC:-$PUBSUB_DEAD_LETTER_TOPIC}
+DEAD_LETTER_SUBSCRIPTION=${DEAD_LETTER_SUBSCRIPTION:-$PUBSUB_DEAD_LETTER_SUBSCRIPTION}
 SECRET=${SECRET:-talentlms-api-key}
 TOKEN_SECRET=${TOKEN_SECRET:-push-verification-token}
 PEPPER_SECRET=${PEPPER_SECRET:-student-key-pepper}
@@ -55,11 +66,6 @@ SCHEDULE=${SCHEDULE:-*/5 * * * *}
 REPOSITORY=${REPOSITORY:-lms-bridge}
 DEACTIVATE_IDLE_USERS=${DEACTIVATE_IDLE_USERS:-false}
 IMAGE="$REGION-docker.pkg.dev/$PROJECT/$REPOSITORY/lms-bridge:${IMAGE_TAG:-latest}"
-# Pub/Sub waits this long for the push answer: the backend's 45 s budget plus margin.
-ACK_DEADLINE=60
-MAX_DELIVERY_ATTEMPTS=10
-# Messages stay this long on the topic (seek back) and in each subscription.
-RETENTION=7d
 
 # Pacing. TalentLMS allows 200 calls per 5 s per portal (40/s); every Cloud Run instance paces
 # its own calls, so the per-instance pace is lms-bridge's share divided by the instance bound.
@@ -211,12 +217,13 @@ echo "== backend image and Cloud Run service"
 gq artifacts repositories describe "$REPOSITORY" --location="$REGION" ||
   g artifacts repositories create "$REPOSITORY" --location="$REGION" --repository-format=docker
 g builds submit --config=deploy/cloudbuild.yaml --substitutions="_IMAGE=$IMAGE" .
-# Every setting, every time: --set-env-vars replaces the whole set.
+# Every setting, every time: --set-env-vars replaces the whole set. The request timeout is the
+# ack deadline: Pub/Sub redelivers what is answered later anyway.
 ENV_VARS="GCP_PROJECT=$PROJECT,PUSH_AUTH=cloud-run,PUSH_AUDIENCE=$URL,PUSH_SERVICE_ACCOUNT=$PUSH_SA"
 ENV_VARS+=",PUBSUB_SUBSCRIPTION=$SUBSCRIPTION,LMS=talentlms,TALENTLMS_URL=$TALENTLMS_URL"
 ENV_VARS+=",TALENTLMS_MAX_CALLS_PER_SECOND=$PACE,DEACTIVATE_IDLE_USERS=$DEACTIVATE_IDLE_USERS"
 g run deploy "$SERVICE" --image="$IMAGE" --region="$REGION" --service-account="$RUN_SA" \
-  --no-allow-unauthenticated --invoker-iam-check --timeout="${ACK_DEADLINE}s" --concurrency=20 --cpu=1 --memory=512Mi \
+  --no-allow-unauthenticated --invoker-iam-check --timeout="${PUBSUB_ACK_DEADLINE_SECONDS}s" --concurrency=20 --cpu=1 --memory=512Mi \
   --max-instances="$MAX_INSTANCES" \
   --set-env-vars="$ENV_VARS" \
   --set-secrets="TALENTLMS_API_KEY=$SECRET:latest,PUSH_VERIFICATION_TOKEN=$TOKEN_SECRET:latest,STUDENT_KEY_PEPPER=$PEPPER_SECRET:latest"
@@ -240,11 +247,10 @@ else
 fi
 
 echo "== Pub/Sub"
-# The events topic keeps messages $RETENTION so a subscription can seek back.
 if gq pubsub topics describe "$TOPIC"; then
-  g pubsub topics update "$TOPIC" --message-retention-duration="$RETENTION"
+  g pubsub topics update "$TOPIC" --message-retention-duration="${PUBSUB_TOPIC_RETENTION_SECONDS}s"
 else
-  g pubsub topics create "$TOPIC" --message-retention-duration="$RETENTION"
+  g pubsub topics create "$TOPIC" --message-retention-duration="${PUBSUB_TOPIC_RETENTION_SECONDS}s"
 fi
 gq pubsub topics describe "$DEAD_LETTER_TOPIC" || g pubsub topics create "$DEAD_LETTER_TOPIC"
 # The edge may publish to the events topic and nothing else.
@@ -253,12 +259,16 @@ g pubsub topics add-iam-policy-binding "$TOPIC" --member="serviceAccount:$EDGE_S
 # subscribe to the source subscription, and mint the push OIDC token.
 g pubsub topics add-iam-policy-binding "$DEAD_LETTER_TOPIC" --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher
 g iam service-accounts add-iam-policy-binding "$PUSH_SA" --member="serviceAccount:$PUBSUB_AGENT" --role=roles/iam.serviceAccountTokenCreator
-# Never expiring: Pub/Sub deletes a subscription after 31 days without activity otherwise.
+# Shared by both subscriptions: dead letters are kept as long, and as safe from expiry, as live ones.
+EXPIRATION=$PUBSUB_SUBSCRIPTION_EXPIRATION
+[ "$EXPIRATION" = never ] || EXPIRATION=${EXPIRATION}s
+subscription_flags=(--ack-deadline="$PUBSUB_ACK_DEADLINE_SECONDS" --expiration-period="$EXPIRATION"
+  --message-retention-duration="${PUBSUB_MESSAGE_RETENTION_SECONDS}s")
 # --format=none: gcloud would print the endpoint, and it carries the token.
 push_flags=(--push-endpoint="$URL/pubsub/push?token=$TOKEN" --push-auth-service-account="$PUSH_SA" --push-auth-token-audience="$URL"
-  --ack-deadline="$ACK_DEADLINE" --min-retry-delay=10s --max-retry-delay=600s
-  --dead-letter-topic="$DEAD_LETTER_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS"
-  --expiration-period=never --message-retention-duration="$RETENTION" --format=none)
+  --min-retry-delay="${PUBSUB_MIN_RETRY_DELAY_SECONDS}s" --max-retry-delay="${PUBSUB_MAX_RETRY_DELAY_SECONDS}s"
+  --dead-letter-topic="$DEAD_LETTER_TOPIC" --max-delivery-attempts="$PUBSUB_MAX_DELIVERY_ATTEMPTS"
+  "${subscription_flags[@]}" --format=none)
 if gq pubsub subscriptions describe "$SUBSCRIPTION"; then
   # Topic and ordering cannot change on an existing subscription.
   if ! $DRY_RUN; then
@@ -274,11 +284,10 @@ else
 fi
 g pubsub subscriptions add-iam-policy-binding "$SUBSCRIPTION" --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber
 # Dead letters need a subscription of their own, or Pub/Sub drops them.
-dead_flags=(--ack-deadline="$ACK_DEADLINE" --expiration-period=never --message-retention-duration="$RETENTION")
-if gq pubsub subscriptions describe "$DEAD_LETTER_TOPIC"; then
-  g pubsub subscriptions update "$DEAD_LETTER_TOPIC" "${dead_flags[@]}"
+if gq pubsub subscriptions describe "$DEAD_LETTER_SUBSCRIPTION"; then
+  g pubsub subscriptions update "$DEAD_LETTER_SUBSCRIPTION" "${subscription_flags[@]}"
 else
-  g pubsub subscriptions create "$DEAD_LETTER_TOPIC" --topic="$DEAD_LETTER_TOPIC" "${dead_flags[@]}"
+  g pubsub subscriptions create "$DEAD_LETTER_SUBSCRIPTION" --topic="$DEAD_LETTER_TOPIC" "${subscription_flags[@]}"
 fi
 
 echo "== Cloud Scheduler: the sweep"

@@ -2,6 +2,7 @@
 //! `--help`); secrets come from the environment only (docs/contracts.md lists them all).
 
 use crate::auth::PushAuthMode;
+use crate::pubsub_setup::{Expiration, PLAN};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -89,23 +90,24 @@ pub enum PubsubCommand {
     Setup(PubsubSetupArgs),
 }
 
-/// Arguments of `lms-bridge pubsub setup`.
+/// Arguments of `lms-bridge pubsub setup`. Every default is the plan of `deploy/pubsub.env`
+/// (the file `deploy/gcp.sh` sources): change it there, not here.
 #[derive(Debug, Args)]
 pub struct PubsubSetupArgs {
     /// GCP project.
     #[arg(long, env = "GCP_PROJECT")]
     pub gcp_project: String,
     /// Topic for normalized events.
-    #[arg(long, env = "PUBSUB_TOPIC", default_value = "lms-bridge-events")]
+    #[arg(long, env = "PUBSUB_TOPIC", default_value = PLAN.topic)]
     pub topic: String,
     /// Where undeliverable messages go.
-    #[arg(long, env = "PUBSUB_DEAD_LETTER_TOPIC", default_value = "lms-bridge-dead-letters")]
+    #[arg(long, env = "PUBSUB_DEAD_LETTER_TOPIC", default_value = PLAN.dead_letter_topic)]
     pub dead_letter_topic: String,
     /// Pull subscription that keeps dead letters for inspection.
-    #[arg(long, env = "PUBSUB_DEAD_LETTER_SUBSCRIPTION", default_value = "lms-bridge-dead-letters")]
+    #[arg(long, env = "PUBSUB_DEAD_LETTER_SUBSCRIPTION", default_value = PLAN.dead_letter_subscription)]
     pub dead_letter_subscription: String,
     /// The push subscription.
-    #[arg(long, env = "PUBSUB_SUBSCRIPTION", default_value = "lms-bridge-push")]
+    #[arg(long, env = "PUBSUB_SUBSCRIPTION", default_value = PLAN.subscription)]
     pub subscription: String,
     /// The backend's push URL, e.g. https://SERVICE/pubsub/push.
     #[arg(long, env = "PUSH_ENDPOINT")]
@@ -117,21 +119,26 @@ pub struct PubsubSetupArgs {
     #[arg(long, env = "PUSH_AUDIENCE")]
     pub push_audience: Option<String>,
     /// Seconds Pub/Sub waits for an answer: covers the slowest LMS round trip.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = PLAN.ack_deadline_seconds)]
     pub ack_deadline_seconds: i32,
     /// Deliveries before a message is dead-lettered.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = PLAN.max_delivery_attempts)]
     pub max_delivery_attempts: i32,
     /// First redelivery delay (then exponential).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = PLAN.min_retry_delay_seconds)]
     pub min_backoff_seconds: i64,
     /// Longest redelivery delay.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = PLAN.max_retry_delay_seconds)]
     pub max_backoff_seconds: i64,
-    /// How long the events topic and both subscriptions keep messages (7 days): a
-    /// subscription can seek back that far.
-    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    /// How long both subscriptions keep unacknowledged messages.
+    #[arg(long, default_value_t = PLAN.message_retention_seconds)]
     pub message_retention_seconds: i64,
+    /// How long the events topic keeps messages: a subscription can seek back that far.
+    #[arg(long, default_value_t = PLAN.topic_retention_seconds)]
+    pub topic_retention_seconds: i64,
+    /// When an idle subscription is deleted: `never`, or seconds without activity.
+    #[arg(long, default_value_t = PLAN.expiration)]
+    pub expiration: Expiration,
     /// The emulator, when set.
     #[arg(long, env = "PUBSUB_EMULATOR_HOST")]
     pub pubsub_emulator_host: Option<String>,

@@ -2,13 +2,17 @@
 //! right flags and runs nothing; a plan whose Cloud Run settings start the real backend and
 //! whose every gcloud command passes the real gcloud's argument parser; and real runs of
 //! `deploy/gcp.sh` against a fake gcloud (first on PATH) for what only a real run does: the
-//! public-service check, the edge key's temporary file, never printing a secret.
+//! public-service check, the edge key's temporary file, never printing a secret. And the one
+//! Pub/Sub plan: every Pub/Sub value of the script comes from `deploy/pubsub.env`, and the script
+//! and `lms-bridge pubsub setup` (built from the same file) make the same resources.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
 
 use base64::Engine as _;
+use lms_bridge_backend::pubsub_setup::{Expiration, Plan, PLAN, PLAN_FILE};
 use lms_bridge_tests::backend::{backend_bin, Firestore};
 use lms_bridge_tests::process::{free_port, http_ok, require, Service};
+use lms_bridge_tests::pubsub::Emulator;
 use lms_bridge_tests::repo_root;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,13 +51,31 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// What the caller's environment could set for the script; each test sets what it means to.
+const SCRIPT_SETTINGS: [&str; 9] = [
+    "PROJECT_NUMBER",
+    "PLAN_EXISTING",
+    "MAX_INSTANCES",
+    "TALENTLMS_CALLS_PER_SECOND",
+    "WRANGLER",
+    "TOPIC",
+    "SUBSCRIPTION",
+    "DEAD_LETTER_TOPIC",
+    "DEAD_LETTER_SUBSCRIPTION",
+];
+
 /// `deploy/gcp.sh --dry-run ARGS` with a gcloud first on PATH that fails the test if called.
 fn dry_run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    dry_run_of(&repo_root().join("deploy/gcp.sh"), args, env)
+}
+
+/// `SCRIPT --dry-run ARGS`: the repository's `deploy/gcp.sh` or a copy beside another plan.
+fn dry_run_of(script: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let fake = scratch("dry");
     let marker = fake.join("called");
     write_program(&fake.join("gcloud"), &format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 1\n", marker.display()));
     let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
-    let mut command = Command::new(repo_root().join("deploy/gcp.sh"));
+    let mut command = Command::new(script);
     command
         .arg("--dry-run")
         .args(args)
@@ -63,7 +85,7 @@ fn dry_run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env("REGION", REGION)
         .env("TALENTLMS_URL", "https://acme.talentlms.com")
         .env("TALENTLMS_API_KEY", API_KEY);
-    for name in ["PROJECT_NUMBER", "PLAN_EXISTING", "MAX_INSTANCES", "TALENTLMS_CALLS_PER_SECOND", "WRANGLER"] {
+    for name in SCRIPT_SETTINGS {
         command.env_remove(name);
     }
     command.envs(env.iter().copied());
@@ -175,7 +197,8 @@ fn the_dry_run_plans_every_resource_and_touches_nothing() {
             "roles/secretmanager.secretAccessor",
         ]);
     }
-    line(&["pubsub topics create lms-bridge-events", "--message-retention-duration=7d"]);
+    // The Pub/Sub values themselves: every_pubsub_value_of_the_deploy_comes_from_deploy_pubsub_env.
+    line(&["pubsub topics create lms-bridge-events", "--message-retention-duration="]);
     line(&["pubsub topics create lms-bridge-dead-letters"]);
     line(&[
         "pubsub topics add-iam-policy-binding lms-bridge-dead-letters",
@@ -194,18 +217,9 @@ fn the_dry_run_plans_every_resource_and_touches_nothing() {
         "--push-endpoint=https://lms-bridge-PROJECT_NUMBER.europe-west1.run.app/pubsub/push\\?token=\\<secret\\>",
         "--push-auth-service-account=lms-bridge-push@",
         "--push-auth-token-audience=https://lms-bridge-PROJECT_NUMBER.europe-west1.run.app ",
-        "--ack-deadline=60",
-        "--min-retry-delay=10s",
-        "--max-retry-delay=600s",
         "--dead-letter-topic=lms-bridge-dead-letters",
-        "--max-delivery-attempts=10",
-        "--expiration-period=never",
     ]);
-    line(&[
-        "pubsub subscriptions create lms-bridge-dead-letters",
-        "--topic=lms-bridge-dead-letters",
-        "--expiration-period=never",
-    ]);
+    line(&["pubsub subscriptions create lms-bridge-dead-letters", "--topic=lms-bridge-dead-letters"]);
     line(&["firestore databases create", "--type=firestore-native", "--location=europe-west1"]);
     line(&[
         "firestore indexes composite create",
@@ -224,7 +238,7 @@ fn the_dry_run_plans_every_resource_and_touches_nothing() {
         "PUSH_AUDIENCE=https://lms-bridge-PROJECT_NUMBER.europe-west1.run.app",
         "PUBSUB_SUBSCRIPTION=lms-bridge-push",
         "--set-secrets=TALENTLMS_API_KEY=talentlms-api-key:latest\\,PUSH_VERIFICATION_TOKEN=push-verification-token:latest\\,STUDENT_KEY_PEPPER=student-key-pepper:latest",
-        "--timeout=60s",
+        &format!("--timeout={}s", PLAN.ack_deadline_seconds),
         "--max-instances=2",
     ]);
     line(&["run services get-iam-policy lms-bridge"]);
@@ -243,20 +257,14 @@ fn the_dry_run_plans_every_resource_and_touches_nothing() {
             && plan.contains("deploy/gcp.sh --edge-key")
     );
 
-    // A re-run updates what exists, with the same settings.
+    // A re-run updates what exists (with the same settings: the_deploy_and_pubsub_setup_make_
+    // the_same_pubsub_resources).
     let again = self::plan(&[], &[("PLAN_EXISTING", "true"), ("PROJECT_NUMBER", NUMBER)]);
     let commands = planned(&again);
     let push = command(&commands, &["subscriptions", "update", "lms-bridge-push"]);
-    assert_eq!(flag(push, "--expiration-period"), "never");
     assert_eq!(flag(push, "--push-endpoint"), format!("{URL}/pubsub/push?token=<secret>"));
-    assert_eq!(
-        flag(command(&commands, &["subscriptions", "update", "lms-bridge-dead-letters"]), "--expiration-period"),
-        "never"
-    );
-    assert_eq!(
-        flag(command(&commands, &["topics", "update", "lms-bridge-events"]), "--message-retention-duration"),
-        "7d"
-    );
+    command(&commands, &["subscriptions", "update", "lms-bridge-dead-letters"]);
+    command(&commands, &["topics", "update", "lms-bridge-events"]);
     command(&commands, &["jobs", "update", "http", "lms-bridge-sweep"]);
 }
 
@@ -455,6 +463,16 @@ fn every_gcloud_command_passes_the_real_gcloud_parser() {
     let output = fake.run(&["--edge-key"], &[]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     commands.extend(fake.calls());
+    // The Pub/Sub commands of another plan too: its values in every form the script writes.
+    let copy = scratch("other-plan");
+    let other = script_beside(&copy, &other_plan_text());
+    for existing in ["false", "true"] {
+        let output = dry_run_of(&other, &[], &[("PLAN_EXISTING", existing), ("PROJECT_NUMBER", NUMBER)]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let planned = planned(&String::from_utf8(output.stdout).unwrap());
+        commands.extend(planned.into_iter().filter(|c| pubsub_resource(c).is_some()));
+    }
+    let _ = std::fs::remove_dir_all(&copy);
     let mut skipped = BTreeSet::new();
     let mut unique = BTreeSet::new();
     for command in commands {
@@ -593,7 +611,7 @@ impl FakeDeploy {
             .env("TALENTLMS_URL", "https://acme.talentlms.com")
             .env("TALENTLMS_API_KEY", API_KEY)
             .stdin(Stdio::null());
-        for name in ["PROJECT_NUMBER", "PLAN_EXISTING", "MAX_INSTANCES", "TALENTLMS_CALLS_PER_SECOND", "FAKE_FAIL_ON"] {
+        for name in SCRIPT_SETTINGS.iter().filter(|n| **n != "WRANGLER").chain(&["FAKE_FAIL_ON"]) {
             command.env_remove(name);
         }
         command.envs(env.iter().copied());
@@ -749,6 +767,8 @@ fn keys_and_build_output_stay_out_of_git_images_and_uploads() {
     let kept = [
         "package.json",
         "deploy/firestore.indexes.json",
+        // The backend compiles it in (include_str!): Cloud Build and docker build need it.
+        "deploy/pubsub.env",
         "tests/fixtures/hotmart/purchase_approved.json",
         "backend/src/main.rs",
         "Cargo.lock",
@@ -804,4 +824,312 @@ fn a_dry_run_without_a_project_stops_with_one_line() {
         Command::new(repo_root().join("deploy/gcp.sh")).arg("--dry-run").env_remove("PROJECT").output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("set PROJECT"));
+}
+
+/// A gcloud duration (`600s`, `7d`) as the REST API writes it (`600s`).
+fn rest_duration(value: &str) -> String {
+    let (number, unit) = value.split_at(value.len() - 1);
+    let number: i64 = number.parse().unwrap_or_else(|_| panic!("not a duration: {value}"));
+    let seconds = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        "d" => number * 86_400,
+        _ => panic!("not a duration: {value}"),
+    };
+    format!("{seconds}s")
+}
+
+/// Sets `path` (nested field names) of a JSON object.
+fn put(resource: &mut serde_json::Value, path: &[&str], value: serde_json::Value) {
+    let (last, parents) = path.split_last().unwrap();
+    let mut at = resource;
+    for name in parents {
+        at = at.as_object_mut().unwrap().entry(*name).or_insert_with(|| json!({}));
+    }
+    at.as_object_mut().unwrap().insert((*last).to_owned(), value);
+}
+
+/// What a `gcloud … pubsub topics|subscriptions create|update NAME FLAGS` asks for: the resource
+/// path (`topics/NAME`), the verb, and the REST resource its flags set, as Pub/Sub reads it back.
+/// A flag without a translation fails: a new Pub/Sub flag of the script must say what it sets.
+fn pubsub_resource(command: &[String]) -> Option<(String, String, serde_json::Value)> {
+    let at = command.iter().position(|w| w == "pubsub")?;
+    let [kind, verb, name] = [&command[at + 1], &command[at + 2], &command[at + 3]];
+    if !["topics", "subscriptions"].contains(&kind.as_str()) || !["create", "update"].contains(&verb.as_str()) {
+        return None;
+    }
+    let topic = |name: &str| json!(format!("projects/{PROJECT}/topics/{name}"));
+    let mut resource = json!({ "name": format!("projects/{PROJECT}/{kind}/{name}") });
+    for word in &command[at + 4..] {
+        let (flag, value) = word.split_once('=').unwrap_or((word, ""));
+        let (path, value): (&[&str], _) = match (kind.as_str(), flag) {
+            (_, "--message-retention-duration") => (&["messageRetentionDuration"], json!(rest_duration(value))),
+            (_, "--format") => continue,
+            ("subscriptions", "--topic") => (&["topic"], topic(value)),
+            ("subscriptions", "--enable-message-ordering") => (&["enableMessageOrdering"], json!(true)),
+            ("subscriptions", "--push-endpoint") => (&["pushConfig", "pushEndpoint"], json!(value)),
+            ("subscriptions", "--push-auth-service-account") => {
+                (&["pushConfig", "oidcToken", "serviceAccountEmail"], json!(value))
+            }
+            ("subscriptions", "--push-auth-token-audience") => (&["pushConfig", "oidcToken", "audience"], json!(value)),
+            ("subscriptions", "--ack-deadline") => (&["ackDeadlineSeconds"], json!(value.parse::<i64>().unwrap())),
+            ("subscriptions", "--min-retry-delay") => (&["retryPolicy", "minimumBackoff"], json!(rest_duration(value))),
+            ("subscriptions", "--max-retry-delay") => (&["retryPolicy", "maximumBackoff"], json!(rest_duration(value))),
+            ("subscriptions", "--dead-letter-topic") => (&["deadLetterPolicy", "deadLetterTopic"], topic(value)),
+            ("subscriptions", "--max-delivery-attempts") => {
+                (&["deadLetterPolicy", "maxDeliveryAttempts"], json!(value.parse::<i64>().unwrap()))
+            }
+            // A policy without a ttl never expires.
+            ("subscriptions", "--expiration-period") if value == "never" => (&["expirationPolicy"], json!({})),
+            ("subscriptions", "--expiration-period") => (&["expirationPolicy"], json!({ "ttl": rest_duration(value) })),
+            _ => panic!("{word}: what does it set? (pubsub_resource has no translation): {command:?}"),
+        };
+        put(&mut resource, path, value);
+    }
+    Some((format!("{kind}/{name}"), verb.clone(), resource))
+}
+
+/// The Pub/Sub resources a list of commands creates (or updates: `verb`), by path.
+fn resources(commands: &[Vec<String>], verb: &str) -> BTreeMap<String, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    for (path, v, resource) in commands.iter().filter_map(|c| pubsub_resource(c)) {
+        if v == verb {
+            assert!(out.insert(path.clone(), resource).is_none(), "{path}: {verb} twice");
+        }
+    }
+    out
+}
+
+fn created(commands: &[Vec<String>]) -> BTreeMap<String, serde_json::Value> {
+    resources(commands, "create")
+}
+
+/// What a re-run must bring existing resources to: all but what Pub/Sub fixes at creation
+/// (a subscription's topic and ordering); the dead-letter topic has nothing to update.
+fn as_updated(mut created: BTreeMap<String, serde_json::Value>, plan: &Plan) -> BTreeMap<String, serde_json::Value> {
+    created.remove(&format!("topics/{}", plan.dead_letter_topic));
+    for resource in created.values_mut() {
+        for fixed in ["topic", "enableMessageOrdering"] {
+            resource.as_object_mut().unwrap().remove(fixed);
+        }
+    }
+    created
+}
+
+/// The resources a plan stands for, push endpoint and token aside (not part of it).
+fn resources_of(plan: &Plan) -> BTreeMap<String, serde_json::Value> {
+    let topic = |name: &str| format!("projects/{PROJECT}/topics/{name}");
+    let expiration = match plan.expiration {
+        Expiration::Never => json!({}),
+        Expiration::IdleSeconds(ttl) => json!({ "ttl": format!("{ttl}s") }),
+    };
+    BTreeMap::from([
+        (
+            format!("topics/{}", plan.topic),
+            json!({ "name": topic(plan.topic), "messageRetentionDuration": format!("{}s", plan.topic_retention_seconds) }),
+        ),
+        (format!("topics/{}", plan.dead_letter_topic), json!({ "name": topic(plan.dead_letter_topic) })),
+        (
+            format!("subscriptions/{}", plan.subscription),
+            json!({
+                "name": format!("projects/{PROJECT}/subscriptions/{}", plan.subscription),
+                "topic": topic(plan.topic),
+                // Not a setting: the backend's per-student order depends on it.
+                "enableMessageOrdering": true,
+                "ackDeadlineSeconds": plan.ack_deadline_seconds,
+                "messageRetentionDuration": format!("{}s", plan.message_retention_seconds),
+                "retryPolicy": {
+                    "minimumBackoff": format!("{}s", plan.min_retry_delay_seconds),
+                    "maximumBackoff": format!("{}s", plan.max_retry_delay_seconds),
+                },
+                "deadLetterPolicy": {
+                    "deadLetterTopic": topic(plan.dead_letter_topic),
+                    "maxDeliveryAttempts": plan.max_delivery_attempts,
+                },
+                "expirationPolicy": expiration,
+            }),
+        ),
+        (
+            format!("subscriptions/{}", plan.dead_letter_subscription),
+            json!({
+                "name": format!("projects/{PROJECT}/subscriptions/{}", plan.dead_letter_subscription),
+                "topic": topic(plan.dead_letter_topic),
+                "ackDeadlineSeconds": plan.ack_deadline_seconds,
+                "messageRetentionDuration": format!("{}s", plan.message_retention_seconds),
+                "expirationPolicy": expiration,
+            }),
+        ),
+    ])
+}
+
+/// Without the push endpoint and token (the deploy's, not the plan's).
+fn without_push_config(mut resources: BTreeMap<String, serde_json::Value>) -> BTreeMap<String, serde_json::Value> {
+    for resource in resources.values_mut() {
+        resource.as_object_mut().unwrap().remove("pushConfig");
+    }
+    resources
+}
+
+/// Another plan: every value of `deploy/pubsub.env` changed, valid for Pub/Sub.
+const OTHER_PLAN: [(&str, &str); 11] = [
+    ("PUBSUB_TOPIC", "other-events"),
+    ("PUBSUB_SUBSCRIPTION", "other-push"),
+    ("PUBSUB_DEAD_LETTER_TOPIC", "other-dead-letters"),
+    ("PUBSUB_DEAD_LETTER_SUBSCRIPTION", "other-dead-letter-pull"),
+    ("PUBSUB_ACK_DEADLINE_SECONDS", "37"),
+    ("PUBSUB_MIN_RETRY_DELAY_SECONDS", "13"),
+    ("PUBSUB_MAX_RETRY_DELAY_SECONDS", "599"),
+    ("PUBSUB_MAX_DELIVERY_ATTEMPTS", "7"),
+    ("PUBSUB_MESSAGE_RETENTION_SECONDS", "3601"),
+    ("PUBSUB_TOPIC_RETENTION_SECONDS", "1209601"),
+    ("PUBSUB_SUBSCRIPTION_EXPIRATION", "2678401"),
+];
+
+/// `deploy/pubsub.env` with `OTHER_PLAN`'s values (comments kept), checked to change every key.
+fn other_plan_text() -> String {
+    let other = BTreeMap::from(OTHER_PLAN);
+    let mut text = String::new();
+    let mut keys = BTreeSet::new();
+    for line in PLAN_FILE.lines() {
+        match line.split_once('=') {
+            Some((key, value)) if !line.starts_with('#') => {
+                let new = other.get(key).unwrap_or_else(|| panic!("{key}: give it another value in OTHER_PLAN"));
+                assert_ne!(value, *new, "{key}: OTHER_PLAN's value must differ from the plan's");
+                keys.insert(key);
+                text.push_str(&format!("{key}={new}\n"));
+            }
+            _ => text.push_str(&format!("{line}\n")),
+        }
+    }
+    assert_eq!(keys, other.keys().copied().collect());
+    text
+}
+
+/// A copy of `deploy/gcp.sh` beside a `pubsub.env` of `text`: the script (in DIR/deploy).
+fn script_beside(dir: &Path, text: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("deploy")).unwrap();
+    std::fs::copy(repo_root().join("deploy/gcp.sh"), dir.join("deploy/gcp.sh")).unwrap();
+    std::fs::write(dir.join("deploy/pubsub.env"), text).unwrap();
+    dir.join("deploy/gcp.sh")
+}
+
+#[test]
+fn every_pubsub_value_of_the_deploy_comes_from_deploy_pubsub_env() {
+    // The script beside another plan: a value the script wrote itself (hard-coded, or a default
+    // of its own) would still show the old one.
+    let other = BTreeMap::from(OTHER_PLAN);
+    let text = other_plan_text();
+    let other_plan = Plan::parse(String::leak(text.clone())).unwrap();
+    let copy = scratch("other-plan");
+    let script = script_beside(&copy, &text);
+    for existing in ["false", "true"] {
+        let output = dry_run_of(&script, &[], &[("PLAN_EXISTING", existing), ("PROJECT_NUMBER", NUMBER)]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let commands = planned(&String::from_utf8(output.stdout).unwrap());
+        if existing == "false" {
+            let (made, want) = (without_push_config(created(&commands)), resources_of(&other_plan));
+            assert_eq!(made, want, "gcp.sh does not take every value from deploy/pubsub.env");
+        } else {
+            let want = as_updated(resources_of(&other_plan), &other_plan);
+            let made = without_push_config(resources(&commands, "update"));
+            assert_eq!(made, want, "gcp.sh does not take every value from deploy/pubsub.env (re-run)");
+        }
+        // What the plan names elsewhere: the service's subscription, the edge's topic, the
+        // Pub/Sub agent's bindings, and Cloud Run's timeout (the ack deadline).
+        let deploy = command(&commands, &["run", "deploy"]);
+        assert_eq!(pairs(flag(deploy, "--set-env-vars"))["PUBSUB_SUBSCRIPTION"], other["PUBSUB_SUBSCRIPTION"]);
+        assert_eq!(flag(deploy, "--timeout"), format!("{}s", other["PUBSUB_ACK_DEADLINE_SECONDS"]));
+        command(&commands, &["topics", "add-iam-policy-binding", other["PUBSUB_TOPIC"]]);
+        command(&commands, &["topics", "add-iam-policy-binding", other["PUBSUB_DEAD_LETTER_TOPIC"]]);
+        command(&commands, &["subscriptions", "add-iam-policy-binding", other["PUBSUB_SUBSCRIPTION"]]);
+        // Updates too (the push endpoint names the service, not the plan).
+        for (path, _, mut resource) in commands.iter().filter_map(|c| pubsub_resource(c)) {
+            resource.as_object_mut().unwrap().remove("pushConfig");
+            assert!(!format!("{path} {resource}").contains("lms-bridge"), "{path}: not from the plan: {resource}");
+        }
+    }
+
+    // A line bash would run as a command stops the script before anything is planned.
+    std::fs::write(copy.join("deploy/pubsub.env"), format!("{text}PUBSUB_TOPIC=$(false)\n")).unwrap();
+    let output = dry_run_of(&script, &[], &[]);
+    assert!(!output.status.success() && output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not KEY=value"));
+    let _ = std::fs::remove_dir_all(&copy);
+}
+
+#[test]
+fn the_deploy_and_pubsub_setup_make_the_same_pubsub_resources() {
+    // What deploy/gcp.sh runs (a real run, against the fake gcloud: the push endpoint with its
+    // real token), resource by resource.
+    let fake = FakeDeploy::new();
+    let output = fake.run(&[], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let deploy = created(&fake.calls());
+    assert_eq!(without_push_config(deploy.clone()), resources_of(&PLAN), "the deploy is not the plan");
+
+    // A re-run brings what exists to the same settings, all but those fixed at creation.
+    let first = created(&planned(&plan(&[], &[("PROJECT_NUMBER", NUMBER)])));
+    let rerun = planned(&plan(&[], &[("PLAN_EXISTING", "true"), ("PROJECT_NUMBER", NUMBER)]));
+    assert_eq!(
+        resources(&rerun, "update"),
+        as_updated(first, &PLAN),
+        "the re-run sets other values than the first run"
+    );
+
+    // `lms-bridge pubsub setup` with the deploy's endpoint and token settings and nothing else:
+    // its defaults are the plan.
+    let push = &deploy[&format!("subscriptions/{}", PLAN.subscription)]["pushConfig"];
+    let emulator = Emulator::start();
+    let mut setup = Command::new(backend_bin());
+    setup
+        .args(["pubsub", "setup", "--gcp-project", PROJECT, "--pubsub-emulator-host", &emulator.host])
+        .args(["--push-endpoint", push["pushEndpoint"].as_str().unwrap()])
+        .args(["--push-service-account", push["oidcToken"]["serviceAccountEmail"].as_str().unwrap()])
+        .args(["--push-audience", push["oidcToken"]["audience"].as_str().unwrap()]);
+    for name in [
+        "PUBSUB_TOPIC",
+        "PUBSUB_SUBSCRIPTION",
+        "PUBSUB_DEAD_LETTER_TOPIC",
+        "PUBSUB_DEAD_LETTER_SUBSCRIPTION",
+        "PUSH_ENDPOINT",
+        "PUSH_SERVICE_ACCOUNT",
+        "PUSH_AUDIENCE",
+        "GCP_PROJECT",
+    ] {
+        setup.env_remove(name);
+    }
+    let output = setup.output().unwrap();
+    assert!(output.status.success(), "pubsub setup failed: {}", String::from_utf8_lossy(&output.stderr));
+
+    // Everything the emulator holds, read back over REST (not the client the command uses).
+    let mut made = BTreeMap::new();
+    for kind in ["topics", "subscriptions"] {
+        let url = format!("http://{}/v1/projects/{PROJECT}/{kind}", emulator.host);
+        let list: serde_json::Value = reqwest::blocking::get(url).unwrap().json().unwrap();
+        for resource in list[kind].as_array().unwrap() {
+            let mut resource = resource.clone();
+            // A pull subscription reads back with an empty push config.
+            if resource.get("pushConfig") == Some(&json!({})) {
+                resource.as_object_mut().unwrap().remove("pushConfig");
+            }
+            let name = resource["name"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+            made.insert(format!("{kind}/{name}"), resource);
+        }
+    }
+    assert_eq!(made, deploy, "pubsub setup and deploy/gcp.sh made different resources");
+}
+
+#[test]
+fn the_operations_guide_lists_the_pubsub_plan_as_it_is() {
+    let guide = std::fs::read_to_string(repo_root().join("docs/operations.md")).unwrap();
+    let rows: Vec<&str> = guide.lines().filter(|l| l.starts_with("| `PUBSUB_")).collect();
+    let mut keys = 0;
+    for line in PLAN_FILE.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (key, value) = line.split_once('=').unwrap();
+        let row = format!("| `{key}` | `{value}` |");
+        assert!(rows.iter().any(|r| r.starts_with(&row)), "docs/operations.md has no row {row}: {rows:#?}");
+        keys += 1;
+    }
+    assert_eq!(rows.len(), keys, "a row for a key deploy/pubsub.env does not have: {rows:#?}");
 }
