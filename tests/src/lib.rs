@@ -14,10 +14,6 @@ pub mod pubsub_emulator;
 pub mod stack;
 pub mod webhooks;
 
-/// The former name of [`pubsub_emulator`], kept while tests still use it.
-#[doc(hidden)]
-pub use pubsub_emulator as pubsub;
-
 use std::path::PathBuf;
 
 /// The repository root.

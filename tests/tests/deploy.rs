@@ -12,7 +12,7 @@ use base64::Engine as _;
 use lms_bridge_backend::pubsub_setup::{Expiration, Plan, PLAN, PLAN_FILE};
 use lms_bridge_tests::backend::{backend_bin, Firestore};
 use lms_bridge_tests::process::{free_port, http_ok, require, Service};
-use lms_bridge_tests::pubsub::Emulator;
+use lms_bridge_tests::pubsub_emulator::Emulator;
 use lms_bridge_tests::repo_root;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};

@@ -9,7 +9,7 @@
 
 use lms_bridge_backend::pubsub_setup::{Expiration, PLAN};
 use lms_bridge_tests::backend::backend_bin;
-use lms_bridge_tests::pubsub::Emulator;
+use lms_bridge_tests::pubsub_emulator::Emulator;
 use serde_json::{json, Value};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

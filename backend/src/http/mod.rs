@@ -37,7 +37,7 @@ pub struct AppState<S: StateStore = FirestoreStore> {
     pub subscription: Option<String>,
 }
 
-/// Well inside Pub/Sub's push deadline (the ack deadline, 60 s in deploy/gcp.sh).
+/// Well inside Pub/Sub's push deadline (the ack deadline, `PUBSUB_ACK_DEADLINE_SECONDS` in deploy/pubsub.env).
 const HANDLER_BUDGET: Duration = Duration::from_secs(45);
 
 /// The router.
