@@ -73,15 +73,42 @@ struct Jwks {
     keys: Vec<Jwk>,
 }
 
-/// What a verifier checks.
+/// Who a token must be for and from (`PUSH_AUDIENCE`, `PUSH_SERVICE_ACCOUNT`).
 #[derive(Clone)]
-pub struct PushAuthConfig {
-    /// The mode.
-    pub mode: PushAuthMode,
+pub struct Expected {
     /// Expected `aud`.
     pub audience: String,
     /// Expected `email` (the push / scheduler service account).
     pub email: String,
+}
+
+/// How a push or sweep proves where it comes from: the mode, with what it checks.
+#[derive(Clone)]
+pub enum PushCheck {
+    /// Nothing (local use only).
+    None,
+    /// A Google-signed OIDC token, verified against Google's keys.
+    Oidc(Expected),
+    /// A token Cloud Run's IAM check already verified (it strips the signature): its claims.
+    CloudRun(Expected),
+}
+
+impl PushCheck {
+    /// The mode, as `PUSH_AUTH` names it.
+    pub fn mode(&self) -> PushAuthMode {
+        match self {
+            PushCheck::None => PushAuthMode::None,
+            PushCheck::Oidc(_) => PushAuthMode::Oidc,
+            PushCheck::CloudRun(_) => PushAuthMode::CloudRun,
+        }
+    }
+}
+
+/// What a verifier checks.
+#[derive(Clone)]
+pub struct PushAuthConfig {
+    /// The mode and its expectations.
+    pub check: PushCheck,
     /// Where the signing keys are.
     pub jwks_url: String,
     /// The `?token=` every push and sweep must carry, when set.
@@ -92,9 +119,13 @@ pub struct PushAuthConfig {
 
 impl std::fmt::Debug for PushAuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let audience = match &self.check {
+            PushCheck::None => None,
+            PushCheck::Oidc(e) | PushCheck::CloudRun(e) => Some(e.audience.as_str()),
+        };
         f.debug_struct("PushAuthConfig")
-            .field("mode", &self.mode)
-            .field("audience", &self.audience)
+            .field("mode", &self.check.mode())
+            .field("audience", &audience)
             .field("email", &"<redacted>")
             .field("jwks_url", &without_query(&self.jwks_url))
             .field("verification_token", &self.verification_token.as_ref().map(|_| "<redacted>"))
@@ -202,7 +233,7 @@ impl PushAuth {
 
     /// The mode in force.
     pub fn mode(&self) -> PushAuthMode {
-        self.config.mode
+        self.config.check.mode()
     }
 
     /// How many JWKS fetches were started (for tests and diagnostics).
@@ -210,9 +241,9 @@ impl PushAuth {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn validation(&self) -> Validation {
+    fn validation(expected: &Expected) -> Validation {
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_audience(&[&self.config.audience]);
+        validation.set_audience(&[&expected.audience]);
         validation.set_issuer(&ISSUERS);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = 30;
@@ -313,36 +344,39 @@ impl PushAuth {
     /// then the `Authorization` header value.
     pub async fn verify(&self, authorization: Option<&str>, query_token: Option<&str>) -> Result<(), AuthError> {
         self.verify_token(query_token)?;
-        if self.config.mode == PushAuthMode::None {
-            tracing::warn!("PUSH_AUTH=none: accepting an unauthenticated request (local use only)");
-            return Ok(());
-        }
+        let expected = match &self.config.check {
+            PushCheck::Oidc(expected) | PushCheck::CloudRun(expected) => expected,
+            PushCheck::None => {
+                tracing::warn!("PUSH_AUTH=none: accepting an unauthenticated request (local use only)");
+                return Ok(());
+            }
+        };
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
-        let claims: Claims = match self.config.mode {
-            PushAuthMode::Oidc => {
+        let claims: Claims = match &self.config.check {
+            PushCheck::Oidc(_) => {
                 let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(describe(&e)))?;
                 if header.alg != Algorithm::RS256 {
                     return Err(AuthError::Invalid("wrong algorithm".into()));
                 }
                 let kid = header.kid.ok_or_else(|| AuthError::Invalid("no kid".into()))?;
                 let key = self.key(&kid).await?.ok_or_else(|| AuthError::Invalid("unknown kid".into()))?;
-                jsonwebtoken::decode(token, &key, &self.validation())
+                jsonwebtoken::decode(token, &key, &Self::validation(expected))
                     .map_err(|e| AuthError::Invalid(describe(&e)))?
                     .claims
             }
-            PushAuthMode::CloudRun => {
-                let mut validation = self.validation();
+            PushCheck::CloudRun(_) => {
+                let mut validation = Self::validation(expected);
                 validation.insecure_disable_signature_validation();
                 let key = DecodingKey::from_secret(&[]);
                 jsonwebtoken::decode(token, &key, &validation).map_err(|e| AuthError::Invalid(describe(&e)))?.claims
             }
-            PushAuthMode::None => return Ok(()),
+            PushCheck::None => return Ok(()),
         };
-        if claims.email.as_deref() != Some(self.config.email.as_str()) || !claims.email_verified {
+        if claims.email.as_deref() != Some(expected.email.as_str()) || !claims.email_verified {
             return Err(AuthError::WrongAccount);
         }
         Ok(())
@@ -384,9 +418,10 @@ mod tests {
     #[test]
     fn the_config_debug_hides_the_secrets() {
         let config = PushAuthConfig {
-            mode: PushAuthMode::CloudRun,
-            audience: "aud".into(),
-            email: "push@p.iam.gserviceaccount.com".into(),
+            check: PushCheck::CloudRun(Expected {
+                audience: "aud".into(),
+                email: "push@p.iam.gserviceaccount.com".into(),
+            }),
             jwks_url: "https://h/certs?key=k3y".into(),
             verification_token: Some("v3r1f1cat10n".into()),
             min_refresh: MIN_REFRESH,

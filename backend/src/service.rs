@@ -1,6 +1,6 @@
 //! Building the engine and running the server from validated settings.
 
-use crate::auth::{PushAuth, PushAuthConfig, PushAuthMode, MIN_REFRESH};
+use crate::auth::{Expected, PushAuth, PushAuthConfig, PushAuthMode, PushCheck, MIN_REFRESH};
 use crate::cli::{LmsArgs, LmsKind, ServeArgs, ServiceArgs, StoreArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::engine::Engine;
@@ -68,12 +68,20 @@ pub fn push_auth(args: &ServeArgs) -> anyhow::Result<(PushAuth, Option<String>)>
             );
         }
     }
-    let (audience, email) = match mode {
-        PushAuthMode::None => (String::new(), String::new()),
-        _ => (
-            args.push_audience.clone().filter(|a| !a.is_empty()).context("PUSH_AUDIENCE is not set")?,
-            args.push_service_account.clone().filter(|a| !a.is_empty()).context("PUSH_SERVICE_ACCOUNT is not set")?,
-        ),
+    let expected = || -> anyhow::Result<Expected> {
+        Ok(Expected {
+            audience: args.push_audience.clone().filter(|a| !a.is_empty()).context("PUSH_AUDIENCE is not set")?,
+            email: args
+                .push_service_account
+                .clone()
+                .filter(|a| !a.is_empty())
+                .context("PUSH_SERVICE_ACCOUNT is not set")?,
+        })
+    };
+    let check = match mode {
+        PushAuthMode::None => PushCheck::None,
+        PushAuthMode::Oidc => PushCheck::Oidc(expected()?),
+        PushAuthMode::CloudRun => PushCheck::CloudRun(expected()?),
     };
     let verification_token = match &args.push_verification_token {
         Some(token) if token.is_blank() => bail!("PUSH_VERIFICATION_TOKEN is set but empty"),
@@ -94,14 +102,8 @@ pub fn push_auth(args: &ServeArgs) -> anyhow::Result<(PushAuth, Option<String>)>
         }
         Some(name) => Some(format!("projects/{}/subscriptions/{name}", args.service.store.gcp_project)),
     };
-    let config = PushAuthConfig {
-        mode,
-        audience,
-        email,
-        jwks_url: args.oidc_jwks_url.clone(),
-        verification_token,
-        min_refresh: MIN_REFRESH,
-    };
+    let config =
+        PushAuthConfig { check, jwks_url: args.oidc_jwks_url.clone(), verification_token, min_refresh: MIN_REFRESH };
     Ok((PushAuth::new(config), subscription))
 }
 

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
-use lms_bridge_backend::auth::{AuthError, PushAuth, PushAuthConfig, PushAuthMode};
+use lms_bridge_backend::auth::{AuthError, Expected, PushAuth, PushAuthConfig, PushCheck};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -71,9 +71,10 @@ impl KeyServer {
 
 fn verifier(url: &str, min_refresh: Duration) -> Arc<PushAuth> {
     Arc::new(PushAuth::new(PushAuthConfig {
-        mode: PushAuthMode::Oidc,
-        audience: "https://backend".into(),
-        email: "push@p.iam.gserviceaccount.com".into(),
+        check: PushCheck::Oidc(Expected {
+            audience: "https://backend".into(),
+            email: "push@p.iam.gserviceaccount.com".into(),
+        }),
         jwks_url: url.to_owned(),
         verification_token: None,
         min_refresh,
