@@ -281,14 +281,16 @@ fn renewals_extend_a_cancellation_ends_at_the_paid_date_and_a_fixed_term_expires
     wait_for(chain, fixed, &["103"], Duration::from_secs(5));
     wait_processed(chain, "s-cancel", email, Duration::from_secs(20));
 
-    // The scheduler's sweep now ends nothing; then time moves on through `sweep --at`.
-    assert_eq!(sweep(chain)["ended"], 0);
-    assert_eq!(chain.backend.sweep_at(t0 + 4 * DAY_MS)["ended"], 0);
+    // The scheduler's sweep runs now; then time moves on through `sweep --at`. (The chain's
+    // state is shared with the other tests, so the reports' counts may include theirs.)
+    sweep(chain);
+    chain.backend.sweep_at(t0 + 4 * DAY_MS);
     assert_eq!(chain.sandbox.courses_of(email), ["102"], "renewed: still enrolled after the first period");
-    assert_eq!(chain.backend.sweep_at(ends + 1_000)["ended"], 1);
+    assert_eq!(chain.sandbox.courses_of(fixed), ["103"]);
+    assert!(chain.backend.sweep_at(ends + 1_000)["ended"].as_u64() >= Some(1));
     assert!(chain.sandbox.courses_of(email).is_empty(), "cancelled: ends at the paid-through date");
     assert_eq!(chain.sandbox.courses_of(fixed), ["103"], "the fixed term runs on");
-    assert_eq!(chain.backend.sweep_at(t0 + 365 * DAY_MS + 1_000)["ended"], 1);
+    assert!(chain.backend.sweep_at(t0 + 365 * DAY_MS + 1_000)["ended"].as_u64() >= Some(1));
     assert!(chain.sandbox.courses_of(fixed).is_empty(), "fixed term over");
 }
 
