@@ -245,6 +245,10 @@ fn quarantined_bodies_lose_the_hottok_in_every_shape_and_are_logged_at_warning()
         assert!(!String::from_utf8_lossy(&message.data).contains(HOTTOK));
     }
     // Each quarantine has its WARNING line: the event id and the reason code, no body.
+    // (wrangler prints the Worker's log lines a moment after the answers.)
+    for id in &ids {
+        assert!(stack.edge.wait_for_output(id, Duration::from_secs(15)), "no line for {id}");
+    }
     let lines = stack.edge.log_lines();
     for id in &ids {
         let line = lines.iter().find(|l| l["event_id"] == id.as_str()).unwrap_or_else(|| panic!("no line for {id}"));
@@ -270,8 +274,9 @@ fn student_keys_leave_the_edge_as_hmacs_of_the_email_under_the_pepper() {
     let key = "cb89338b2a09ad7fda38c5d9d2c8d477aab4db02162c5f4f5f744194531d3e3a";
     assert_eq!(pulled[0].json()["student"]["key"], key);
     assert_eq!(pulled[0].ordering_key.as_deref(), Some(key));
+    // wrangler prints the Worker's log lines a moment after the answers.
+    assert!(stack.edge.wait_for_output(key, Duration::from_secs(15)), "the edge logs the peppered key");
     let log = serde_json::Value::from(stack.edge.log_lines()).to_string();
-    assert!(log.contains(key), "the edge logs the peppered key");
     assert!(!log.contains(&lms_bridge_shared::Email::parse("ana.souza@example.com").unwrap().student_key().to_string()));
 }
 

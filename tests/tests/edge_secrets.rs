@@ -146,12 +146,20 @@ fn a_publisher_pubsub_refuses_is_an_error_not_a_retry_warning_and_nothing_secret
     // Parked (the event is durable) though Pub/Sub refuses; the wrong token is refused.
     assert_eq!(statuses, [200, 200, 401, 200, 200]);
     let persistent = "pubsub refuses this publisher";
-    let lines = edge.log_lines();
-    let errors = lines
-        .iter()
-        .filter(|l| l["severity"] == "ERROR" && l["message"].as_str().is_some_and(|m| m.starts_with(persistent)))
-        .count();
-    assert!(errors >= 4, "one ERROR per refused publish:\n{}", edge.output());
+    let refused_errors = |lines: &[serde_json::Value]| {
+        lines
+            .iter()
+            .filter(|l| l["severity"] == "ERROR" && l["message"].as_str().is_some_and(|m| m.starts_with(persistent)))
+            .count()
+    };
+    // wrangler prints the Worker's log lines a moment after the answers: wait for them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut lines = edge.log_lines();
+    while refused_errors(&lines) < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        lines = edge.log_lines();
+    }
+    assert!(refused_errors(&lines) >= 4, "one ERROR per refused publish:\n{}", edge.output());
     assert!(
         !lines.iter().any(|l| l["message"].as_str().is_some_and(|m| m.starts_with("pubsub publish failed"))),
         "a refused publisher is not a routine retry warning"
