@@ -147,7 +147,15 @@ impl<S: StateStore> Engine<S> {
 
     /// Applies one event: dedupe, decide, commit, then run the LMS actions.
     pub async fn apply(&self, event: &Event) -> Result<Outcome, ApplyError> {
-        let event = &self.keyed(event.clone());
+        // The push handler has keyed it already; only other callers (replay) pay for a copy.
+        let rekeyed;
+        let event = match event.student.as_ref() {
+            Some(s) if s.key != s.email.student_key_with(self.pepper.as_ref()) => {
+                rekeyed = self.keyed(event.clone());
+                &rekeyed
+            }
+            _ => event,
+        };
         let now = self.clock.now();
         if let Change::Unparsed { reason } = &event.change {
             tracing::warn!(event_id = %event.id, reason = %reason, "quarantined: the edge could not normalize this webhook; kept for replay");
