@@ -41,6 +41,36 @@ impl FirestoreStore {
         let db = FirestoreDb::new(project).await?;
         Ok(Self { db, mappings: Mutex::new(HashMap::new()) })
     }
+
+    /// The sweep's pages: enrollments whose `field` is at or before `up_to` (active ones only
+    /// when `active_only`), ordered by it, `limit` of them from the inclusive cursor `from`.
+    async fn enrollments_up_to(
+        &self,
+        field: &str,
+        up_to: Timestamp,
+        active_only: bool,
+        from: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError> {
+        let mut query = self
+            .db
+            .fluent()
+            .select()
+            .from(ENROLLMENTS)
+            .filter(|q| {
+                q.for_all([
+                    active_only.then(|| q.field("access").eq("active")),
+                    Some(q.field(field).less_than_or_equal(up_to)),
+                ])
+            })
+            .order(|o| o.fields([o.field(field).ascending()]))
+            .limit(limit);
+        if let Some(from) = from {
+            query = query.start_at(FirestoreQueryCursor::BeforeValue(vec![Into::<FirestoreValue>::into(from)]));
+        }
+        let stream = query.obj::<EnrollmentDoc>().stream_query_with_errors().await?;
+        Ok(stream.try_collect().await?)
+    }
 }
 
 /// One attempt of a Firestore transaction: reads go through the transaction's database handle
@@ -228,19 +258,7 @@ impl StateStore for FirestoreStore {
         limit: u32,
     ) -> Result<Vec<EnrollmentDoc>, StoreError> {
         // Composite index `access` + `access_until`, see deploy/firestore.indexes.json.
-        let mut query = self
-            .db
-            .fluent()
-            .select()
-            .from(ENROLLMENTS)
-            .filter(|q| q.for_all([q.field("access").eq("active"), q.field("access_until").less_than_or_equal(now)]))
-            .order(|o| o.fields([o.field("access_until").ascending()]))
-            .limit(limit);
-        if let Some(from) = from {
-            query = query.start_at(FirestoreQueryCursor::BeforeValue(vec![Into::<FirestoreValue>::into(from)]));
-        }
-        let stream = query.obj::<EnrollmentDoc>().stream_query_with_errors().await?;
-        Ok(stream.try_collect().await?)
+        self.enrollments_up_to("access_until", now, true, from, limit).await
     }
 
     async fn stale_pending(
@@ -249,18 +267,6 @@ impl StateStore for FirestoreStore {
         from: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<EnrollmentDoc>, StoreError> {
-        let mut query = self
-            .db
-            .fluent()
-            .select()
-            .from(ENROLLMENTS)
-            .filter(|q| q.for_all([q.field("pending_since").less_than_or_equal(before)]))
-            .order(|o| o.fields([o.field("pending_since").ascending()]))
-            .limit(limit);
-        if let Some(from) = from {
-            query = query.start_at(FirestoreQueryCursor::BeforeValue(vec![Into::<FirestoreValue>::into(from)]));
-        }
-        let stream = query.obj::<EnrollmentDoc>().stream_query_with_errors().await?;
-        Ok(stream.try_collect().await?)
+        self.enrollments_up_to("pending_since", before, false, from, limit).await
     }
 }
