@@ -24,62 +24,60 @@ impl<S: StateStore> Engine<S> {
     /// enrollment's failure never stops the others: it is counted, logged, and retried by the
     /// next sweep (until its attempts cap moves it to `failed`). Stops at the time budget.
     pub async fn sweep(&self) -> Result<SweepReport, ApplyError> {
-        let started = tokio::time::Instant::now();
-        let over_budget = || started.elapsed() >= self.sweep_budget;
         let now = self.clock.now();
-        let mut report = SweepReport { complete: true, ..SweepReport::default() };
-        let mut users = UserCache::new();
+        let mut run = Run {
+            seen: HashSet::new(),
+            report: SweepReport { complete: true, ..SweepReport::default() },
+            users: UserCache::new(),
+            started: tokio::time::Instant::now(),
+        };
+        // Expiry is committed before any LMS call, so an ended enrollment leaves its query.
+        if self.sweep_pass(Pass::Expiry { now }, &mut run).await? {
+            let cutoff =
+                Timestamp::from_unix_millis(now.unix_millis() - STALE_PENDING.as_millis() as i64).unwrap_or(now);
+            self.sweep_pass(Pass::Retry { cutoff }, &mut run).await?;
+        }
+        Ok(run.report)
+    }
 
-        // Expiry is committed before any LMS call, so an ended enrollment leaves this query.
-        let mut seen = HashSet::new();
+    /// Walks one query's pages, each enrollment once per sweep; false when the time budget ran
+    /// out.
+    async fn sweep_pass(&self, pass: Pass, run: &mut Run) -> Result<bool, ApplyError> {
         let mut from = None;
-        'expiry: loop {
-            let page = self.store.expired_enrollments(now, from, SWEEP_PAGE).await?;
-            let fresh: Vec<_> = page.iter().filter(|d| !seen.contains(&doc_key(d))).cloned().collect();
+        loop {
+            let page = match pass {
+                Pass::Expiry { now } => self.store.expired_enrollments(now, from, SWEEP_PAGE).await?,
+                Pass::Retry { cutoff } => self.store.stale_pending(cutoff, from, SWEEP_PAGE).await?,
+            };
+            let fresh: Vec<_> = page.iter().filter(|d| !run.seen.contains(&doc_key(d))).cloned().collect();
             if fresh.is_empty() {
-                report.stuck_if_full(&page, "expired");
-                break;
+                run.report.stuck_if_full(&page, pass.name());
+                return Ok(true);
             }
             for doc in fresh {
-                if over_budget() {
-                    report.complete = false;
-                    break 'expiry;
+                if run.started.elapsed() >= self.sweep_budget {
+                    run.report.complete = false;
+                    return Ok(false);
                 }
-                seen.insert(doc_key(&doc));
-                from = doc.access_until;
-                match self.end_if_due(&doc, now).await {
-                    Ok(ended) => report.ended += usize::from(ended),
-                    Err(e) => report.failure(&doc, &e),
+                run.seen.insert(doc_key(&doc));
+                match pass {
+                    Pass::Expiry { now } => {
+                        from = doc.access_until;
+                        match self.end_if_due(&doc, now).await {
+                            Ok(ended) => run.report.ended += usize::from(ended),
+                            Err(e) => run.report.failure(&doc, &e),
+                        }
+                    }
+                    Pass::Retry { .. } => {
+                        from = doc.pending_since;
+                        run.report.retried += 1;
+                    }
                 }
-                if let Err(e) = skip_busy(&doc, self.run_pending_with(&doc_key(&doc), &mut users).await) {
-                    report.failure(&doc, &e);
+                if let Err(e) = skip_busy(&doc, self.run_pending_with(&doc_key(&doc), &mut run.users).await) {
+                    run.report.failure(&doc, &e);
                 }
             }
         }
-
-        let cutoff = Timestamp::from_unix_millis(now.unix_millis() - STALE_PENDING.as_millis() as i64).unwrap_or(now);
-        let mut from = None;
-        'retry: loop {
-            let page = self.store.stale_pending(cutoff, from, SWEEP_PAGE).await?;
-            let fresh: Vec<_> = page.iter().filter(|d| !seen.contains(&doc_key(d))).cloned().collect();
-            if fresh.is_empty() {
-                report.stuck_if_full(&page, "stale pending");
-                break;
-            }
-            for doc in fresh {
-                if over_budget() {
-                    report.complete = false;
-                    break 'retry;
-                }
-                seen.insert(doc_key(&doc));
-                from = doc.pending_since;
-                report.retried += 1;
-                if let Err(e) = skip_busy(&doc, self.run_pending_with(&doc_key(&doc), &mut users).await) {
-                    report.failure(&doc, &e);
-                }
-            }
-        }
-        Ok(report)
     }
 
     /// Ends one enrollment's access if its time is up, and queues its unenroll.
@@ -106,6 +104,32 @@ impl<S: StateStore> Engine<S> {
         }
         Ok(ended)
     }
+}
+
+/// The sweep's two queries.
+#[derive(Clone, Copy)]
+enum Pass {
+    /// Active enrollments whose access ended by `now`.
+    Expiry { now: Timestamp },
+    /// Enrollments with actions pending since `cutoff` or before.
+    Retry { cutoff: Timestamp },
+}
+
+impl Pass {
+    fn name(self) -> &'static str {
+        match self {
+            Pass::Expiry { .. } => "expired",
+            Pass::Retry { .. } => "stale pending",
+        }
+    }
+}
+
+/// What one sweep carries across its passes.
+struct Run {
+    seen: HashSet<String>,
+    report: SweepReport,
+    users: UserCache,
+    started: tokio::time::Instant,
 }
 
 impl SweepReport {
