@@ -12,9 +12,8 @@ use lms_bridge_backend::lms::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, 
 use lms_bridge_shared::CourseId;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A key that is easy to spot wherever it leaks.
@@ -29,39 +28,6 @@ const LOGINS: [&str; 4] = [
     "ana.secret-7fd726011aa08d90d1",
     "ana.secret-7fd726011aa08d90d14a923e",
 ];
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-/// The `lms-sandbox` binary, built once per test process.
-fn sandbox_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("LMS_SANDBOX_BIN") {
-            return PathBuf::from(bin);
-        }
-        let root = repo_root();
-        let mut build = Command::new(env!("CARGO"));
-        build.current_dir(&root).args(["build", "-q", "-p", "lms-bridge-tools", "--bin", "lms-sandbox"]);
-        // What `cargo test` sets for this test (package variables, the library path) would make
-        // build scripts rerun, and the next `cargo test` rebuild them all over again.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if (name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR")
-                || name == "LD_LIBRARY_PATH"
-                || name == "RUST_RECURSION_COUNT"
-            {
-                build.env_remove(&*name);
-            }
-        }
-        let status = build.status().unwrap();
-        assert!(status.success(), "building lms-sandbox failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        target.join("debug/lms-sandbox")
-    })
-    .clone()
-}
 
 /// A running sandbox; dropping it stops it (and it stops by itself when this process ends:
 /// it watches its stdin).
@@ -81,7 +47,7 @@ impl Drop for Sandbox {
 
 impl Sandbox {
     fn start(extra: &[&str]) -> Self {
-        let mut child = Command::new(sandbox_bin())
+        let mut child = Command::new(lms_bridge_tests::backend::sandbox_bin())
             .args(["--port", "0", "--api-key", KEY, "--exit-with-stdin"])
             .args(extra)
             .stdin(Stdio::piped())

@@ -28,50 +28,39 @@ pub const SUBSCRIPTION: &str = "push";
 /// with a release build for load runs).
 pub fn backend_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("LMS_BRIDGE_BIN") {
-            return PathBuf::from(bin);
-        }
-        let root = crate::repo_root();
-        let status = Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args(["build", "-q", "-p", "lms-bridge-backend", "--bin", "lms-bridge"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building lms-bridge failed");
-        root.join("target/debug/lms-bridge")
-    })
-    .clone()
+    BIN.get_or_init(|| built_binary("LMS_BRIDGE_BIN", "lms-bridge-backend", "lms-bridge")).clone()
 }
 
 /// The `lms-sandbox` binary (crate `lms-bridge-tools`), built once per test process
 /// (`LMS_SANDBOX_BIN` overrides it; `scripts/test.sh` builds it first and sets it).
 pub fn sandbox_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("LMS_SANDBOX_BIN") {
-            return PathBuf::from(bin);
+    BIN.get_or_init(|| built_binary("LMS_SANDBOX_BIN", "lms-bridge-tools", "lms-sandbox")).clone()
+}
+
+/// The path in `overridden_by`, else `bin` of `package` built with a nested `cargo build`.
+pub fn built_binary(overridden_by: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(overridden_by) {
+        return PathBuf::from(path);
+    }
+    let root = crate::repo_root();
+    let mut build = Command::new(env!("CARGO"));
+    build.current_dir(&root).args(["build", "-q", "-p", package, "--bin", bin]);
+    // What `cargo test` sets for this test (package variables, the library path) would make
+    // build scripts rerun, and the next `cargo test` rebuild them all over again.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if (name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR")
+            || name == "LD_LIBRARY_PATH"
+            || name == "RUST_RECURSION_COUNT"
+        {
+            build.env_remove(&*name);
         }
-        let root = crate::repo_root();
-        let mut build = Command::new(env!("CARGO"));
-        build.current_dir(&root).args(["build", "-q", "-p", "lms-bridge-tools", "--bin", "lms-sandbox"]);
-        // What `cargo test` sets for this test (package variables, the library path) would make
-        // build scripts rerun, and the next `cargo test` rebuild them all over again.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if (name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR")
-                || name == "LD_LIBRARY_PATH"
-                || name == "RUST_RECURSION_COUNT"
-            {
-                build.env_remove(&*name);
-            }
-        }
-        let status = build.status().unwrap();
-        assert!(status.success(), "building lms-sandbox failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        target.join("debug/lms-sandbox")
-    })
-    .clone()
+    }
+    let status = build.status().unwrap();
+    assert!(status.success(), "building {bin} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    target.join("debug").join(bin)
 }
 
 /// A running Firestore emulator.

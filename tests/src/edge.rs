@@ -67,9 +67,9 @@ impl Edge {
         Self { service, url }
     }
 
-    /// Everything wrangler and the Worker printed so far (stdout and stderr).
+    /// Everything wrangler and the Worker printed in this run so far (stdout and stderr).
     pub fn output(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.service.log).unwrap_or_default()).into_owned()
+        self.service.output()
     }
 
     /// Waits up to `timeout` for the output to contain `needle`; returns whether it did.
