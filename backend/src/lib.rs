@@ -1,7 +1,7 @@
 //! The lms-bridge backend: Pub/Sub push intake, Firestore state, LMS provisioning, and the
 //! operator commands. Rooms: `http` (the surface), `auth` (push tokens), `engine` (applying
 //! events and the sweep), `store` (the state port: Firestore, in memory), `clock`, `lms`
-//! (adapters), `cli` (arguments) and `commands` (what each operator command does).
+//! (adapters), `cli` (arguments), `settings` (the arguments validated) and `commands` (what each operator command does).
 
 pub mod auth;
 pub mod cli;
@@ -13,5 +13,6 @@ pub mod lms;
 pub mod logging;
 pub mod pubsub_setup;
 pub mod service;
+pub mod settings;
 pub mod simulate;
 pub mod store;

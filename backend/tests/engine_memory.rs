@@ -4,15 +4,14 @@
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use futures::FutureExt;
 use lms_bridge_backend::clock::ManualClock;
 use lms_bridge_backend::commands::parse_mappings;
 use lms_bridge_backend::engine::{ApplyError, Engine, Outcome};
 use lms_bridge_backend::lms::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, LmsUserId};
 use lms_bridge_backend::store::docs::{EnrollmentDoc, EventDoc, EventStatus, LmsAccount, StudentDoc};
-use lms_bridge_backend::store::{enrollment_doc_id, MemoryStore, StateStore, StoreError, Tx};
+use lms_bridge_backend::store::{MemoryStore, StateStore, StoreError, Tx};
 use lms_bridge_shared::source::hotmart;
-use lms_bridge_shared::{Access, CourseId, ProductMapping, Timestamp};
+use lms_bridge_shared::{CourseId, ProductMapping, StudentKey, Timestamp};
 use std::sync::{Arc, Mutex};
 
 /// Records every call; every call succeeds.
@@ -86,7 +85,7 @@ async fn a_purchase_enrolls_once_and_its_redelivery_does_nothing() {
     assert_eq!(calls.iter().filter(|c| c.starts_with("enroll ") && c.ends_with(" 101")).count(), 1, "{calls:?}");
     assert!(calls.iter().all(|c| !c.starts_with("unenroll")), "{calls:?}");
 
-    let key = event.student_key().unwrap().to_string();
+    let key = event.student_key().unwrap().clone();
     let enrollments = engine.store.enrollments_of(&key).await.unwrap();
     assert_eq!(enrollments.len(), 1);
     assert!(enrollments[0].pending.is_empty(), "every action done: {:?}", enrollments[0].pending);
@@ -220,7 +219,7 @@ async fn one_enrollment_that_always_fails_does_not_stop_the_sweep_and_is_given_u
     assert_eq!(unenrolled, 49, "every other student unenrolled in the same sweep");
 
     // Retried by each later sweep until the attempts cap, then moved to `failed` for good.
-    let key = lms_bridge_shared::Email::parse(poison).unwrap().student_key().to_string();
+    let key = lms_bridge_shared::Email::parse(poison).unwrap().student_key();
     for _ in 0..engine.max_attempts {
         clock.advance(std::time::Duration::from_secs(600));
         engine.sweep().await.unwrap();
@@ -239,7 +238,7 @@ async fn a_runner_whose_lease_ran_out_never_releases_the_claim_of_the_runner_tha
     let (engine, lms, clock) = scripted_engine(t0).await;
     *lms.hold.lock().unwrap() = true;
     let event = fixed_term_purchase("ana@example.com", t0);
-    let key = event.student_key().unwrap().to_string();
+    let key = event.student_key().unwrap().clone();
     let doc_id = format!("{key}__103");
 
     // Runner A (the first delivery) holds the enroll call past its lease on the engine's clock.
@@ -280,17 +279,19 @@ async fn an_lms_call_that_outlasts_the_lease_is_abandoned_and_left_for_the_next_
     let result = engine.apply(&event).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "stopped before the lease ended");
     assert!(result.is_err(), "{result:?}");
-    let key = event.student_key().unwrap().to_string();
+    let key = event.student_key().unwrap().clone();
     let doc = engine.store.enrollments_of(&key).await.unwrap().remove(0);
     assert_eq!(doc.pending.len(), 1, "left pending for the next runner");
     assert!(doc.pending[0].lease.is_none() && doc.pending[0].leased_until.is_none(), "{:?}", doc.pending);
 }
 
-/// The memory store, with `set_lms_user` failing while `down` is set.
+/// The memory store, with `set_lms_user` failing while `down` is set, and transactions
+/// while `tx_down` is.
 #[derive(Default)]
 struct FlakyStore {
     inner: MemoryStore,
     down: std::sync::atomic::AtomicBool,
+    tx_down: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -300,6 +301,9 @@ impl StateStore for FlakyStore {
         T: Send + 'static,
         F: for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, StoreError>> + Send + Sync + 'static,
     {
+        if self.tx_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected".into()));
+        }
         self.inner.transaction(f).await
     }
     async fn mapping(&self, source: &str, product: &str) -> Result<Option<ProductMapping>, StoreError> {
@@ -320,16 +324,16 @@ impl StateStore for FlakyStore {
     async fn events_with_status(&self, status: EventStatus) -> Result<Vec<EventDoc>, StoreError> {
         self.inner.events_with_status(status).await
     }
-    async fn student(&self, key: &str) -> Result<Option<StudentDoc>, StoreError> {
+    async fn student(&self, key: &StudentKey) -> Result<Option<StudentDoc>, StoreError> {
         self.inner.student(key).await
     }
-    async fn set_lms_user(&self, key: &str, lms: &str, account: &LmsAccount) -> Result<(), StoreError> {
+    async fn set_lms_user(&self, key: &StudentKey, lms: &str, account: &LmsAccount) -> Result<(), StoreError> {
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Unavailable("injected".into()));
         }
         self.inner.set_lms_user(key, lms, account).await
     }
-    async fn enrollments_of(&self, student_key: &str) -> Result<Vec<EnrollmentDoc>, StoreError> {
+    async fn enrollments_of(&self, student_key: &StudentKey) -> Result<Vec<EnrollmentDoc>, StoreError> {
         self.inner.enrollments_of(student_key).await
     }
     async fn expired_enrollments(
@@ -364,7 +368,7 @@ async fn a_store_failure_while_running_lms_actions_is_a_store_failure_not_an_lms
 
     let result = engine.apply(&event).await;
     assert!(matches!(result, Err(ApplyError::Store(StoreError::Unavailable(_)))), "{result:?}");
-    let key = event.student_key().unwrap().to_string();
+    let key = event.student_key().unwrap().clone();
     let doc = engine.store.enrollments_of(&key).await.unwrap().remove(0);
     assert_eq!(doc.pending[0].last_error.as_deref(), Some("store unavailable: injected"), "{:?}", doc.pending);
     assert!(lms.done.lock().unwrap().is_empty());
@@ -374,37 +378,27 @@ async fn a_store_failure_while_running_lms_actions_is_a_store_failure_not_an_lms
     assert_eq!(lms.done.lock().unwrap().clone(), vec!["enroll user-ana@example.com 103".to_owned()]);
 }
 
-/// Active enrollments whose access ended at `until`, written as a hand edit could leave them:
-/// with a course id that is not one.
-async fn put_unparseable(store: &MemoryStore, n: usize, until: Timestamp) {
-    for i in 0..n {
-        let mut doc = EnrollmentDoc::new(&format!("bad{i}"), " ", until);
-        doc.access = Access::Active;
-        doc.access_until = Some(until);
-        store
-            .transaction(move |tx| {
-                let doc = doc.clone();
-                async move { tx.put_enrollment(&enrollment_doc_id(&doc.student_key, &doc.course_id), &doc) }.boxed()
-            })
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test]
-async fn the_sweep_counts_an_enrollment_it_cannot_decide_and_says_when_it_could_not_get_past_them() {
+async fn the_sweep_counts_what_it_could_not_end_and_says_when_it_could_not_get_past_it() {
     let t0 = Timestamp::from_unix_millis(1_767_225_600_000).unwrap();
-    let (engine, _lms, clock) = scripted_engine(t0).await;
-    put_unparseable(&engine.store, 1, t0).await;
-    engine.apply(&fixed_term_purchase("ana@example.com", t0)).await.unwrap();
+    let store = FlakyStore::default();
+    for mapping in parse_mappings(FIXED_TERM).unwrap() {
+        store.put_mapping(&mapping, t0).await.unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(t0));
+    let engine = Engine::new(store, Arc::new(ScriptedLms::default()), clock.clone());
+    // A full page of enrollments ending at one time.
+    for i in 0..100 {
+        engine.apply(&fixed_term_purchase(&format!("s{i}@example.com"), t0)).await.unwrap();
+    }
     clock.advance(std::time::Duration::from_secs(2 * 86_400));
-    let report = engine.sweep().await.unwrap();
-    assert_eq!((report.ended, report.errors, report.complete), (1, 1, true), "{report:?}");
 
-    // A full page of them at one time: the query cannot move past it.
-    let (engine, _lms, clock) = scripted_engine(t0).await;
-    put_unparseable(&engine.store, 100, t0).await;
-    clock.advance(std::time::Duration::from_secs(2 * 86_400));
+    // While none can be ended, each is counted once and the query cannot move past them.
+    engine.store.tx_down.store(true, std::sync::atomic::Ordering::SeqCst);
     let report = engine.sweep().await.unwrap();
-    assert_eq!((report.errors, report.complete), (100, false), "{report:?}");
+    assert_eq!((report.ended, report.errors, report.complete), (0, 100, false), "{report:?}");
+
+    engine.store.tx_down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = engine.sweep().await.unwrap();
+    assert_eq!((report.ended, report.errors, report.complete), (100, 0, true), "{report:?}");
 }

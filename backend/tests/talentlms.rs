@@ -99,7 +99,12 @@ impl Sandbox {
 }
 
 fn ana() -> LmsStudent {
-    LmsStudent { email: EMAIL.into(), first_name: "Ana".into(), last_name: "Secret".into(), key: STUDENT_KEY.into() }
+    LmsStudent {
+        email: EMAIL.into(),
+        first_name: "Ana".into(),
+        last_name: "Secret".into(),
+        key: lms_bridge_shared::StudentKey::parse(STUDENT_KEY).unwrap(),
+    }
 }
 
 fn course(id: &str) -> CourseId {

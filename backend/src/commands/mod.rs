@@ -125,8 +125,8 @@ pub async fn student_show(email: &str, store: &StoreArgs) -> Result<String, Comm
     let email = Email::parse(email).map_err(|e| CommandError::BadInput(e.to_string()))?;
     let key = email.student_key_with(store.keys.pepper().as_ref());
     let store = service::store(store).await?;
-    let student = store.student(key.as_str()).await?;
-    let enrollments = store.enrollments_of(key.as_str()).await?;
+    let student = store.student(&key).await?;
+    let enrollments = store.enrollments_of(&key).await?;
     if student.is_none() && enrollments.is_empty() {
         return Err(CommandError::BadInput(format!("no student with that email (key {key})")));
     }

@@ -7,7 +7,7 @@ use crate::store::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, Placeme
 use crate::store::{enrollment_doc_id, StateStore, StoreError, Tx};
 use futures::FutureExt;
 use lms_bridge_shared::event::Student;
-use lms_bridge_shared::{grant_key, Change, CourseId, Event, Grant, ProductMapping, Timestamp};
+use lms_bridge_shared::{grant_key, Change, Event, Grant, ProductMapping, Timestamp};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +20,12 @@ fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Times
     // What an operator must still look at is kept whole and never expires.
     let keep = matches!(status, EventStatus::Failed | EventStatus::Quarantined | EventStatus::Unmapped);
     EventDoc {
-        id: event.id.to_string(),
+        id: event.id.clone(),
         status,
         reason,
         source_event: event.source_event.clone(),
         change: event.change.kind().to_owned(),
-        student_key: event.student_key().map(ToString::to_string),
+        student_key: event.student_key().cloned(),
         enrollments: Vec::new(),
         occurred_at: event.occurred_at,
         received_at: event.received_at,
@@ -74,7 +74,7 @@ async fn apply_in(
     let placed_after: BTreeSet<Placement> = grant
         .placements(mapping)
         .into_iter()
-        .map(|(student, course)| Placement { student_key: student.to_string(), course_id: course.to_string() })
+        .map(|(student, course)| Placement { student_key: student, course_id: course })
         .collect();
 
     let mut touched = Vec::new();
@@ -83,17 +83,12 @@ async fn apply_in(
         let doc_id = enrollment_doc_id(&placement.student_key, &placement.course_id);
         docs.push((doc_id.clone(), placement, tx.enrollment(&doc_id).await?));
     }
-    let student_doc = tx.student(student.key.as_str()).await?;
+    let student_doc = tx.student(&student.key).await?;
     for (doc_id, placement, current) in docs {
-        // Placements are written from parsed course ids, so this only fails on a stored
-        // document edited by hand; that enrollment is left as it is.
-        let Ok(course) = CourseId::parse(&placement.course_id) else {
-            tracing::error!(grant = %key, course = %placement.course_id, "stored placement has an invalid course id; its enrollment is left unchanged");
-            continue;
-        };
-        let mut doc = current.unwrap_or_else(|| EnrollmentDoc::new(&placement.student_key, course.as_str(), now));
+        let course = &placement.course_id;
+        let mut doc = current.unwrap_or_else(|| EnrollmentDoc::new(&placement.student_key, course, now));
         let placed = placed_after.contains(placement).then_some(&grant);
-        let decision = doc.state.place(&course, &key, placed, now);
+        let decision = doc.state.place(course, &key, placed, now);
         if !decision.changed {
             continue;
         }
@@ -106,9 +101,9 @@ async fn apply_in(
         tx.put_grant(
             &key,
             &GrantDoc {
-                source: event.source.to_string(),
-                grant_id: grant_id.to_string(),
-                owner_key: grant.owner.as_ref().map(|o| o.key.to_string()),
+                source: event.source.clone(),
+                grant_id: grant_id.clone(),
+                owner_key: grant.owner.as_ref().map(|o| o.key.clone()),
                 state: grant,
                 placed: placed_after.into_iter().collect(),
                 updated_at: now,
@@ -130,7 +125,7 @@ async fn apply_in(
 /// The event's own student is kept up to date even when the grant belongs to another: it is
 /// who the platform says sent it. A name the event lacks keeps the one already known.
 fn updated_student(current: Option<StudentDoc>, student: &Student) -> StudentDoc {
-    let mut doc = current.unwrap_or_else(|| StudentDoc::empty(student.key.as_str()));
+    let mut doc = current.unwrap_or_else(|| StudentDoc::empty(&student.key));
     doc.email = Some(student.email.as_str().to_owned());
     doc.name = student.name.clone().or(doc.name);
     doc.first_name = student.first_name.clone().or(doc.first_name);

@@ -6,11 +6,11 @@ use super::{ApplyError, Engine, LEASE_MARGIN};
 use crate::lms::{Enrolled, LmsError, LmsStudent, LmsUserId};
 use crate::store::docs::{EnrollmentDoc, LmsAccount, PendingAction, StudentDoc};
 use crate::store::{StateStore, StoreError};
-use lms_bridge_shared::{Access, LmsAction, Timestamp};
+use lms_bridge_shared::{Access, LmsAction, StudentKey, Timestamp};
 use std::time::Duration;
 
 /// LMS user ids by student key, known in one run.
-pub(super) type UserCache = std::collections::HashMap<String, LmsUserId>;
+pub(super) type UserCache = std::collections::HashMap<StudentKey, LmsUserId>;
 
 /// Why one action did not run. The store is not the LMS: a Firestore failure while looking
 /// up or saving the LMS user is reported as a store failure, not as the LMS being down.
@@ -209,7 +209,7 @@ impl<S: StateStore> Engine<S> {
         Ok(())
     }
 
-    async fn lms_student(&self, key: &str) -> Result<(LmsStudent, Option<LmsUserId>), RunError> {
+    async fn lms_student(&self, key: &StudentKey) -> Result<(LmsStudent, Option<LmsUserId>), RunError> {
         let doc = self.store.student(key).await?.unwrap_or_else(|| StudentDoc::empty(key));
         // Without an email the LMS cannot be given the user, now or on any retry.
         let email = doc.email.clone().ok_or_else(|| LmsError::Permanent("student has no email".into()))?;
@@ -218,7 +218,7 @@ impl<S: StateStore> Engine<S> {
             first_name: doc.first_name.clone().or_else(|| doc.name.clone()).unwrap_or_else(|| local.clone()),
             last_name: doc.last_name.clone().unwrap_or_else(|| "-".to_owned()),
             email,
-            key: key.to_owned(),
+            key: key.clone(),
         };
         let user = doc.lms_user_ids.get(self.lms.name()).cloned().map(LmsUserId);
         Ok((student, user))
@@ -226,7 +226,7 @@ impl<S: StateStore> Engine<S> {
 
     /// Finds or creates the LMS user and remembers on the student its id, whether the bridge
     /// created it and whether it is a plain learner (what deactivation may touch).
-    async fn ensure_user(&self, key: &str) -> Result<LmsUserId, RunError> {
+    async fn ensure_user(&self, key: &StudentKey) -> Result<LmsUserId, RunError> {
         let (student, _) = self.lms_student(key).await?;
         let user = self.lms.ensure_user(&student).await?;
         let account = LmsAccount { id: user.id.0.clone(), created: user.created, learner: user.learner };
@@ -235,7 +235,7 @@ impl<S: StateStore> Engine<S> {
     }
 
     /// The LMS user id: from this run, from the student record, or by ensuring the user.
-    async fn user_id(&self, key: &str, users: &mut UserCache) -> Result<LmsUserId, RunError> {
+    async fn user_id(&self, key: &StudentKey, users: &mut UserCache) -> Result<LmsUserId, RunError> {
         if let Some(user) = users.get(key) {
             return Ok(user.clone());
         }
@@ -244,7 +244,7 @@ impl<S: StateStore> Engine<S> {
             Some(user) => user,
             None => self.ensure_user(key).await?,
         };
-        users.insert(key.to_owned(), user.clone());
+        users.insert(key.clone(), user.clone());
         Ok(user)
     }
 
@@ -257,13 +257,13 @@ impl<S: StateStore> Engine<S> {
         preexisting: bool,
         users: &mut UserCache,
     ) -> Result<Option<bool>, RunError> {
-        let key = doc.student_key.as_str();
+        let key = &doc.student_key;
         match &pending.action {
             // Ensured once per run: an event giving several courses looks the user up once.
             LmsAction::EnsureUser if users.contains_key(key) => Ok(None),
             LmsAction::EnsureUser => {
                 let user = self.ensure_user(key).await?;
-                users.insert(key.to_owned(), user);
+                users.insert(key.clone(), user);
                 Ok(None)
             }
             LmsAction::Enroll { course } => {
@@ -319,7 +319,7 @@ impl<S: StateStore> Engine<S> {
         Ok(())
     }
 
-    async fn has_no_active_course(&self, student_key: &str) -> Result<bool, ApplyError> {
+    async fn has_no_active_course(&self, student_key: &StudentKey) -> Result<bool, ApplyError> {
         Ok(!self.store.enrollments_of(student_key).await?.iter().any(|e| e.access == Access::Active))
     }
 }

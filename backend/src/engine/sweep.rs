@@ -5,19 +5,9 @@ use super::outbox::UserCache;
 use super::{ApplyError, Engine, SweepReport, STALE_PENDING, SWEEP_PAGE};
 use crate::store::docs::EnrollmentDoc;
 use crate::store::{enrollment_doc_id, StateStore, StoreError};
-use lms_bridge_shared::{CourseId, IdError, Timestamp};
+use lms_bridge_shared::Timestamp;
 use std::collections::HashSet;
 use std::fmt::Display;
-
-/// Why the sweep could not end an enrollment's access.
-#[derive(Debug, thiserror::Error)]
-enum EndError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Its access is never decided again until the document is fixed, so every sweep says so.
-    #[error("stored {0}")]
-    Course(#[from] IdError),
-}
 
 impl<S: StateStore> Engine<S> {
     /// Ends access whose time is up, then retries actions left pending, oldest first. One
@@ -65,7 +55,11 @@ impl<S: StateStore> Engine<S> {
                         from = doc.access_until;
                         match self.end_if_due(&doc, now).await {
                             Ok(ended) => run.report.ended += usize::from(ended),
-                            Err(e) => run.report.failure(&doc, &e),
+                            // Nothing was queued: counted once, and left to the next sweep.
+                            Err(e) => {
+                                run.report.failure(&doc, &e);
+                                continue;
+                            }
                         }
                     }
                     Pass::Retry { .. } => {
@@ -81,23 +75,18 @@ impl<S: StateStore> Engine<S> {
     }
 
     /// Ends one enrollment's access if its time is up, and queues its unenroll.
-    async fn end_if_due(&self, doc: &EnrollmentDoc, now: Timestamp) -> Result<bool, EndError> {
+    async fn end_if_due(&self, doc: &EnrollmentDoc, now: Timestamp) -> Result<bool, StoreError> {
         let doc_id = doc_key(doc);
         let ended = self
             .modify_enrollment(&doc_id, move |doc| {
-                let course = match CourseId::parse(&doc.course_id) {
-                    Ok(course) => course,
-                    Err(e) => return (false, Err(e)),
-                };
-                let decision = doc.state.refresh(&course, now);
+                let decision = doc.state.refresh(&doc.course_id, now);
                 if !decision.changed {
-                    return (false, Ok(false));
+                    return (false, false);
                 }
                 doc.apply(decision, &format!("sweep:{}", now.unix_millis()), now);
-                (true, Ok(true))
+                (true, true)
             })
             .await?
-            .transpose()?
             .unwrap_or(false);
         if ended {
             tracing::info!(student = %doc.student_key, course = %doc.course_id, "access ended by the sweep");

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use error::ApiError;
 use lms_bridge_shared::event::EventError;
-use lms_bridge_shared::{Event, Timestamp};
+use lms_bridge_shared::{Event, EventId, Timestamp};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -166,11 +166,12 @@ async fn store_undecodable<S: StateStore>(
         // Not base64: the `data` field exactly as it came.
         None => (message.data.clone(), format!("{reason}; event_json holds the data field as received")),
     };
-    let id = if message_id.is_empty() {
-        format!("pubsub:no-message-id-{}", now.unix_millis())
-    } else {
-        format!("pubsub:{message_id}")
-    };
+    // Pub/Sub's message ids are short decimal strings; anything else is named by time.
+    let id = EventId::parse(format!("pubsub:{message_id}"))
+        .ok()
+        .filter(|_| !message_id.is_empty())
+        .map_or_else(|| EventId::parse(format!("pubsub:no-message-id-{}", now.unix_millis())), Ok)
+        .map_err(|e| ApiError::BadRequest(format!("push message id: {e}")))?;
     let published = message
         .publish_time
         .as_deref()
@@ -193,7 +194,7 @@ async fn store_undecodable<S: StateStore>(
         event_json: Some(kept),
     };
     match state.engine.store.put_event(&doc).await {
-        Ok(()) => Ok(id),
+        Ok(()) => Ok(id.to_string()),
         Err(e) => {
             tracing::warn!(message_id = %message_id, error = %e, "cannot store an undecodable push message; Pub/Sub will redeliver");
             Err(ApiError::Unavailable("state store unavailable; retry".to_owned()))

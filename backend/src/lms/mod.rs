@@ -2,7 +2,7 @@
 
 pub mod talentlms;
 
-use lms_bridge_shared::CourseId;
+use lms_bridge_shared::{CourseId, StudentKey};
 use std::fmt;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ pub struct LmsStudent {
     /// Last name, or a fallback.
     pub last_name: String,
     /// The student key, for logs and for a stable login suffix.
-    pub key: String,
+    pub key: StudentKey,
 }
 
 /// Shows the student key only: names and email are personal data and stay out of logs.

@@ -1,6 +1,7 @@
 //! Document shapes of the state, typed: both stores keep them as they are, and Firestore
 //! gets native timestamps from their serializers.
 
+use lms_bridge_shared::ids::{CourseId, EventId, GrantId, SourceName, StudentKey};
 use lms_bridge_shared::rules::{Access, Enrollment, Grant, LmsAction};
 use lms_bridge_shared::{ProductMapping, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -40,7 +41,7 @@ impl EventStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventDoc {
     /// The event id.
-    pub id: String,
+    pub id: EventId,
     /// What became of it.
     pub status: EventStatus,
     /// Why it was ignored or failed.
@@ -50,7 +51,7 @@ pub struct EventDoc {
     /// The change type.
     pub change: String,
     /// Who it concerns.
-    pub student_key: Option<String>,
+    pub student_key: Option<StudentKey>,
     /// The enrollments it touched (their pending actions are re-run on redelivery).
     #[serde(default)]
     pub enrollments: Vec<String>,
@@ -71,7 +72,7 @@ pub struct EventDoc {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StudentDoc {
     /// The student key.
-    pub key: String,
+    pub key: StudentKey,
     /// Normalized email.
     pub email: Option<String>,
     /// Full name.
@@ -106,9 +107,9 @@ pub struct LmsAccount {
 
 impl StudentDoc {
     /// A record that knows only the key.
-    pub fn empty(key: &str) -> Self {
+    pub fn empty(key: &StudentKey) -> Self {
         Self {
-            key: key.to_owned(),
+            key: key.clone(),
             email: None,
             name: None,
             first_name: None,
@@ -151,9 +152,9 @@ pub struct PendingAction {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnrollmentDoc {
     /// The student.
-    pub student_key: String,
+    pub student_key: StudentKey,
     /// The LMS course.
-    pub course_id: String,
+    pub course_id: CourseId,
     /// The grants and the decided access.
     pub state: Enrollment,
     /// Copy of `state.access`, for queries.
@@ -180,10 +181,10 @@ pub struct EnrollmentDoc {
 
 impl EnrollmentDoc {
     /// A new enrollment with no grants.
-    pub fn new(student_key: &str, course_id: &str, now: Timestamp) -> Self {
+    pub fn new(student_key: &StudentKey, course_id: &CourseId, now: Timestamp) -> Self {
         Self {
-            student_key: student_key.to_owned(),
-            course_id: course_id.to_owned(),
+            student_key: student_key.clone(),
+            course_id: course_id.clone(),
             state: Enrollment::default(),
             access: Access::Inactive,
             access_until: None,
@@ -232,9 +233,9 @@ impl EnrollmentDoc {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Placement {
     /// The owner's student key.
-    pub student_key: String,
+    pub student_key: StudentKey,
     /// The course.
-    pub course_id: String,
+    pub course_id: CourseId,
 }
 
 /// `grants/{source}__{grant id}`: the one record of a grant's facts, so events about it act on
@@ -242,11 +243,11 @@ pub struct Placement {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GrantDoc {
     /// The payment platform.
-    pub source: String,
+    pub source: SourceName,
     /// The grant id (transaction or subscriber code).
-    pub grant_id: String,
+    pub grant_id: GrantId,
     /// The owner's student key, for queries (the facts hold the owner too).
-    pub owner_key: Option<String>,
+    pub owner_key: Option<StudentKey>,
     /// Everything its events said.
     pub state: Grant,
     /// The enrollments it is placed on, whose copies of `state` are kept current.

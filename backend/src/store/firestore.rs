@@ -8,7 +8,7 @@ use ::firestore::{FirestoreDb, FirestoreQueryCursor, FirestoreTransaction, Fires
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
-use lms_bridge_shared::{ProductMapping, Timestamp};
+use lms_bridge_shared::{ProductMapping, StudentKey, Timestamp};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,8 +90,8 @@ impl Tx for FirestoreTx<'_, '_> {
         Ok(self.db.fluent().select().by_id_in(ENROLLMENTS).obj().one(doc_id).await?)
     }
 
-    async fn student(&mut self, key: &str) -> Result<Option<StudentDoc>, StoreError> {
-        Ok(self.db.fluent().select().by_id_in(STUDENTS).obj().one(key).await?)
+    async fn student(&mut self, key: &StudentKey) -> Result<Option<StudentDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(STUDENTS).obj().one(key.as_str()).await?)
     }
 
     async fn grant(&mut self, key: &str) -> Result<Option<GrantDoc>, StoreError> {
@@ -114,7 +114,7 @@ impl Tx for FirestoreTx<'_, '_> {
             .fluent()
             .update()
             .in_col(EVENTS)
-            .document_id(event_doc_id(&doc.id))
+            .document_id(event_doc_id(doc.id.as_str()))
             .object(doc)
             .add_to_transaction(self.tx)?;
         Ok(())
@@ -126,7 +126,13 @@ impl Tx for FirestoreTx<'_, '_> {
     }
 
     fn put_student(&mut self, doc: &StudentDoc) -> Result<(), StoreError> {
-        self.db.fluent().update().in_col(STUDENTS).document_id(&doc.key).object(doc).add_to_transaction(self.tx)?;
+        self.db
+            .fluent()
+            .update()
+            .in_col(STUDENTS)
+            .document_id(doc.key.as_str())
+            .object(doc)
+            .add_to_transaction(self.tx)?;
         Ok(())
     }
 }
@@ -192,8 +198,15 @@ impl StateStore for FirestoreStore {
     }
 
     async fn put_event(&self, doc: &EventDoc) -> Result<(), StoreError> {
-        let _: EventDoc =
-            self.db.fluent().update().in_col(EVENTS).document_id(event_doc_id(&doc.id)).object(doc).execute().await?;
+        let _: EventDoc = self
+            .db
+            .fluent()
+            .update()
+            .in_col(EVENTS)
+            .document_id(event_doc_id(doc.id.as_str()))
+            .object(doc)
+            .execute()
+            .await?;
         Ok(())
     }
 
@@ -210,11 +223,11 @@ impl StateStore for FirestoreStore {
         Ok(docs)
     }
 
-    async fn student(&self, key: &str) -> Result<Option<StudentDoc>, StoreError> {
-        Ok(self.db.fluent().select().by_id_in(STUDENTS).obj().one(key).await?)
+    async fn student(&self, key: &StudentKey) -> Result<Option<StudentDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(STUDENTS).obj().one(key.as_str()).await?)
     }
 
-    async fn set_lms_user(&self, key: &str, lms: &str, account: &LmsAccount) -> Result<(), StoreError> {
+    async fn set_lms_user(&self, key: &StudentKey, lms: &str, account: &LmsAccount) -> Result<(), StoreError> {
         // Only these fields are written (the mask), so no read is needed first; `created` is
         // written only when true, so it never goes back to false.
         let mut fields = vec![format!("lms_user_ids.{lms}"), format!("lms_learner.{lms}")];
@@ -231,20 +244,20 @@ impl StateStore for FirestoreStore {
             .update()
             .fields(fields.iter().map(String::as_str))
             .in_col(STUDENTS)
-            .document_id(key)
+            .document_id(key.as_str())
             .object(&doc)
             .execute()
             .await?;
         Ok(())
     }
 
-    async fn enrollments_of(&self, student_key: &str) -> Result<Vec<EnrollmentDoc>, StoreError> {
+    async fn enrollments_of(&self, student_key: &StudentKey) -> Result<Vec<EnrollmentDoc>, StoreError> {
         let docs = self
             .db
             .fluent()
             .select()
             .from(ENROLLMENTS)
-            .filter(|q| q.for_all([q.field("student_key").eq(student_key)]))
+            .filter(|q| q.for_all([q.field("student_key").eq(student_key.as_str())]))
             .obj()
             .query()
             .await?;

@@ -8,7 +8,7 @@ use super::{event_doc_id, product_doc_id, StateStore, StoreError, Tx};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use lms_bridge_shared::Access;
-use lms_bridge_shared::{ProductMapping, Timestamp};
+use lms_bridge_shared::{ProductMapping, StudentKey, Timestamp};
 use std::collections::BTreeMap;
 use tokio::sync::Mutex;
 
@@ -57,8 +57,8 @@ impl Tx for MemoryTx<'_> {
         Ok(self.snapshot.enrollments.get(doc_id).cloned())
     }
 
-    async fn student(&mut self, key: &str) -> Result<Option<StudentDoc>, StoreError> {
-        Ok(self.snapshot.students.get(key).cloned())
+    async fn student(&mut self, key: &StudentKey) -> Result<Option<StudentDoc>, StoreError> {
+        Ok(self.snapshot.students.get(key.as_str()).cloned())
     }
 
     async fn grant(&mut self, key: &str) -> Result<Option<GrantDoc>, StoreError> {
@@ -71,7 +71,7 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn put_event(&mut self, doc: &EventDoc) -> Result<(), StoreError> {
-        self.writes.events.insert(event_doc_id(&doc.id), doc.clone());
+        self.writes.events.insert(event_doc_id(doc.id.as_str()), doc.clone());
         Ok(())
     }
 
@@ -81,7 +81,7 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn put_student(&mut self, doc: &StudentDoc) -> Result<(), StoreError> {
-        self.writes.students.insert(doc.key.clone(), doc.clone());
+        self.writes.students.insert(doc.key.to_string(), doc.clone());
         Ok(())
     }
 }
@@ -124,7 +124,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn put_event(&self, doc: &EventDoc) -> Result<(), StoreError> {
-        self.state.lock().await.events.insert(event_doc_id(&doc.id), doc.clone());
+        self.state.lock().await.events.insert(event_doc_id(doc.id.as_str()), doc.clone());
         Ok(())
     }
 
@@ -132,13 +132,13 @@ impl StateStore for MemoryStore {
         Ok(self.state.lock().await.events.values().filter(|e| e.status == status).cloned().collect())
     }
 
-    async fn student(&self, key: &str) -> Result<Option<StudentDoc>, StoreError> {
-        Ok(self.state.lock().await.students.get(key).cloned())
+    async fn student(&self, key: &StudentKey) -> Result<Option<StudentDoc>, StoreError> {
+        Ok(self.state.lock().await.students.get(key.as_str()).cloned())
     }
 
-    async fn set_lms_user(&self, key: &str, lms: &str, account: &LmsAccount) -> Result<(), StoreError> {
+    async fn set_lms_user(&self, key: &StudentKey, lms: &str, account: &LmsAccount) -> Result<(), StoreError> {
         let mut state = self.state.lock().await;
-        let student = state.students.entry(key.to_owned()).or_insert_with(|| StudentDoc::empty(key));
+        let student = state.students.entry(key.to_string()).or_insert_with(|| StudentDoc::empty(key));
         student.lms_user_ids.insert(lms.to_owned(), account.id.clone());
         student.lms_learner.insert(lms.to_owned(), account.learner);
         if account.created {
@@ -147,9 +147,9 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
-    async fn enrollments_of(&self, student_key: &str) -> Result<Vec<EnrollmentDoc>, StoreError> {
+    async fn enrollments_of(&self, student_key: &StudentKey) -> Result<Vec<EnrollmentDoc>, StoreError> {
         let state = self.state.lock().await;
-        Ok(state.enrollments.values().filter(|e| e.student_key == student_key).cloned().collect())
+        Ok(state.enrollments.values().filter(|e| e.student_key == *student_key).cloned().collect())
     }
 
     async fn expired_enrollments(
@@ -195,6 +195,7 @@ mod tests {
     use crate::store::docs::EnrollmentDoc;
     use crate::store::enrollment_doc_id;
     use futures::FutureExt;
+    use lms_bridge_shared::CourseId;
 
     fn at(unix_millis: i64) -> Timestamp {
         Timestamp::from_unix_millis(unix_millis).unwrap()
@@ -202,7 +203,7 @@ mod tests {
 
     fn event(id: &str, status: EventStatus) -> EventDoc {
         EventDoc {
-            id: id.to_owned(),
+            id: lms_bridge_shared::EventId::parse(id).unwrap(),
             status,
             reason: None,
             source_event: "PURCHASE_APPROVED".to_owned(),
@@ -217,6 +218,11 @@ mod tests {
         }
     }
 
+    /// A student key made of one repeated hex digit, so tests can name students `a`, `b`.
+    fn key(digit: &str) -> StudentKey {
+        StudentKey::parse(digit.repeat(64)).unwrap()
+    }
+
     fn enrollment(
         student: &str,
         course: &str,
@@ -224,7 +230,7 @@ mod tests {
         until: Option<i64>,
         pending: Option<i64>,
     ) -> EnrollmentDoc {
-        let mut doc = EnrollmentDoc::new(student, course, at(0));
+        let mut doc = EnrollmentDoc::new(&key(student), &CourseId::parse(course).unwrap(), at(0));
         doc.access = access;
         doc.access_until = until.map(at);
         doc.pending_since = pending.map(at);
@@ -248,7 +254,7 @@ mod tests {
             .transaction(|tx| {
                 async move {
                     tx.put_event(&event("hotmart:a/1", EventStatus::Applied))?;
-                    tx.put_student(&StudentDoc::empty("k1"))?;
+                    tx.put_student(&StudentDoc::empty(&key("1")))?;
                     // Reads see the snapshot the transaction began from, as in Firestore.
                     tx.event("hotmart:a/1").await
                 }
@@ -258,7 +264,7 @@ mod tests {
             .unwrap();
         assert!(seen.is_none());
         assert_eq!(store.event("hotmart:a/1").await.unwrap().unwrap().status, EventStatus::Applied);
-        assert!(store.student("k1").await.unwrap().is_some());
+        assert!(store.student(&key("1")).await.unwrap().is_some());
         let again = store.transaction(|tx| async move { tx.event("hotmart:a/1").await }.boxed()).await.unwrap();
         assert!(again.is_some());
     }
@@ -270,7 +276,7 @@ mod tests {
             .transaction(|tx| {
                 async move {
                     tx.put_event(&event("e1", EventStatus::Applied))?;
-                    tx.put_student(&StudentDoc::empty("k1"))?;
+                    tx.put_student(&StudentDoc::empty(&key("1")))?;
                     Err(StoreError::Unavailable("injected".to_owned()))
                 }
                 .boxed()
@@ -278,7 +284,7 @@ mod tests {
             .await;
         assert!(matches!(result, Err(StoreError::Unavailable(_))));
         assert!(store.event("e1").await.unwrap().is_none());
-        assert!(store.student("k1").await.unwrap().is_none());
+        assert!(store.student(&key("1")).await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -295,11 +301,11 @@ mod tests {
         put(&store, enrollment("a", "3", Access::Active, None, Some(60))).await;
         put(&store, enrollment("b", "1", Access::Inactive, Some(10), None)).await;
         let courses = |docs: Vec<EnrollmentDoc>| {
-            docs.into_iter().map(|d| format!("{}/{}", d.student_key, d.course_id)).collect::<Vec<_>>()
+            docs.into_iter().map(|d| format!("{}/{}", &d.student_key.as_str()[..1], d.course_id)).collect::<Vec<_>>()
         };
 
-        assert_eq!(courses(store.enrollments_of("a").await.unwrap()), ["a/1", "a/2", "a/3"]);
-        assert!(store.enrollments_of("c").await.unwrap().is_empty());
+        assert_eq!(courses(store.enrollments_of(&key("a")).await.unwrap()), ["a/1", "a/2", "a/3"]);
+        assert!(store.enrollments_of(&key("c")).await.unwrap().is_empty());
         // Inclusive bound; inactive and unbounded access never expire.
         assert_eq!(courses(store.expired_enrollments(at(100), None, 10).await.unwrap()), ["a/1"]);
         assert_eq!(courses(store.expired_enrollments(at(101), None, 10).await.unwrap()), ["a/1", "a/2"]);
@@ -322,10 +328,10 @@ mod tests {
         assert_eq!(store.list_mappings().await.unwrap().len(), 1);
 
         let account = |created| LmsAccount { id: "42".into(), created, learner: true };
-        store.set_lms_user("k1", "talentlms", &account(true)).await.unwrap();
+        store.set_lms_user(&key("1"), "talentlms", &account(true)).await.unwrap();
         // A later lookup that finds the user does not make it someone else's.
-        store.set_lms_user("k1", "talentlms", &account(false)).await.unwrap();
-        let student = store.student("k1").await.unwrap().unwrap();
+        store.set_lms_user(&key("1"), "talentlms", &account(false)).await.unwrap();
+        let student = store.student(&key("1")).await.unwrap().unwrap();
         assert_eq!(student.lms_user_ids.get("talentlms").map(String::as_str), Some("42"));
         assert!(student.bridge_owns_user("talentlms"));
     }

@@ -13,7 +13,7 @@ pub use self::memory::MemoryStore;
 use async_trait::async_trait;
 use docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, LmsAccount, StudentDoc};
 use futures::future::BoxFuture;
-use lms_bridge_shared::{ProductMapping, Timestamp};
+use lms_bridge_shared::{CourseId, ProductMapping, StudentKey, Timestamp};
 
 /// A store failure. Every kind is worth a retry later (the HTTP surface answers 503), so
 /// callers never need to tell them apart; the variants exist for logs.
@@ -41,7 +41,7 @@ pub trait Tx: Send {
     /// An enrollment by its document id ([`enrollment_doc_id`]).
     async fn enrollment(&mut self, doc_id: &str) -> Result<Option<EnrollmentDoc>, StoreError>;
     /// A student by key.
-    async fn student(&mut self, key: &str) -> Result<Option<StudentDoc>, StoreError>;
+    async fn student(&mut self, key: &StudentKey) -> Result<Option<StudentDoc>, StoreError>;
     /// `grants/{source}__{grant id}`: a grant's facts, owner and placements.
     async fn grant(&mut self, key: &str) -> Result<Option<GrantDoc>, StoreError>;
     /// Inserts or replaces an event record (keyed by `doc.id`).
@@ -82,13 +82,13 @@ pub trait StateStore: Send + Sync + 'static {
     async fn events_with_status(&self, status: EventStatus) -> Result<Vec<EventDoc>, StoreError>;
 
     /// A student record.
-    async fn student(&self, key: &str) -> Result<Option<StudentDoc>, StoreError>;
+    async fn student(&self, key: &StudentKey) -> Result<Option<StudentDoc>, StoreError>;
     /// Saves a student's user id in one LMS without touching the rest of the record, so no
     /// transaction is needed (creating the record if there is none).
-    async fn set_lms_user(&self, key: &str, lms: &str, account: &LmsAccount) -> Result<(), StoreError>;
+    async fn set_lms_user(&self, key: &StudentKey, lms: &str, account: &LmsAccount) -> Result<(), StoreError>;
 
     /// A student's enrollments.
-    async fn enrollments_of(&self, student_key: &str) -> Result<Vec<EnrollmentDoc>, StoreError>;
+    async fn enrollments_of(&self, student_key: &StudentKey) -> Result<Vec<EnrollmentDoc>, StoreError>;
     /// Active enrollments whose access ended at or before `now` (the sweep's first query),
     /// earliest end first, a page of `limit` starting at `access_until >= from`.
     async fn expired_enrollments(
@@ -113,8 +113,8 @@ pub fn event_doc_id(event_id: &str) -> String {
 }
 
 /// `enrollments/{student key}__{course id}`.
-pub fn enrollment_doc_id(student_key: &str, course: &str) -> String {
-    format!("{student_key}__{}", event_doc_id(course))
+pub fn enrollment_doc_id(student_key: &StudentKey, course: &CourseId) -> String {
+    format!("{student_key}__{}", event_doc_id(course.as_str()))
 }
 
 /// `products/{source}__{product id}`.

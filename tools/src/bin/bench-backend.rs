@@ -120,7 +120,8 @@ fn main() {
             store
                 .transaction(move |tx| {
                     async move {
-                        let key = format!("floor{i}");
+                        let key =
+                            lms_bridge_shared::Email::parse(format!("floor{i}@example.com")).unwrap().student_key();
                         let current = tx.student(&key).await?;
                         tx.put_student(&current.unwrap_or_else(|| StudentDoc::empty(&key)))
                     }

@@ -56,7 +56,7 @@ fn login_candidates(student: &LmsStudent) -> Vec<String> {
     let base = if clean.is_empty() { "student" } else { &clean };
     let mut logins: Vec<String> = Vec::with_capacity(LOGIN_TRIES);
     for len in [6, 12, 18, 24] {
-        let login = format!("{base}-{}", student.key.chars().take(len).collect::<String>());
+        let login = format!("{base}-{}", student.key.as_str().chars().take(len).collect::<String>());
         if !logins.contains(&login) {
             logins.push(login);
         }
@@ -166,13 +166,14 @@ impl TalentLms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lms_bridge_shared::StudentKey;
 
     fn ana() -> LmsStudent {
         LmsStudent {
             email: "ana.souza+promo@example.com".into(),
             first_name: "Ana".into(),
             last_name: "Souza".into(),
-            key: "7fd726011aa08d90d14a923ea0e5e3edf63bfe14b51ee6f6429483118d197c9b".into(),
+            key: StudentKey::parse("7fd726011aa08d90d14a923ea0e5e3edf63bfe14b51ee6f6429483118d197c9b").unwrap(),
         }
     }
 
@@ -200,9 +201,17 @@ mod tests {
             assert!(login.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')), "{login}");
             assert!(!logins[..i].contains(login), "{login} twice");
         }
-        let short = LmsStudent { email: "@x".into(), key: "k1".into(), ..ana() };
-        let logins = login_candidates(&short);
-        assert_eq!(logins, ["student-k1", "student-k1-2", "student-k1-3", "student-k1-4"]);
+        let nameless = LmsStudent { email: "@x".into(), ..ana() };
+        let logins = login_candidates(&nameless);
+        assert_eq!(
+            logins,
+            [
+                "student-7fd726",
+                "student-7fd726011aa0",
+                "student-7fd726011aa08d90d1",
+                "student-7fd726011aa08d90d14a923e"
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,257 @@
+//! The validated settings of the binary: the arguments (`cli`, flags and environment) checked
+//! once, before anything connects, into types that cannot hold a missing or blank value. Every
+//! refusal names the setting, so a deploy fails at start-up with the reason, never later on the
+//! first event. docs/contracts.md#settings lists them all.
+
+use crate::auth::{Expected, PushAuthConfig, PushAuthMode, PushCheck, MIN_REFRESH};
+use crate::cli::{LmsArgs, LmsKind, Secret, ServeArgs, ServiceArgs};
+use lms_bridge_shared::Pepper;
+
+/// A setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// Required (here, or with the other settings given) and not set.
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    /// Set, but empty or blank.
+    #[error("{0} is set but empty")]
+    Blank(&'static str),
+    /// Set to a value that cannot work.
+    #[error("{name} {reason}")]
+    Invalid {
+        /// The setting's environment name.
+        name: &'static str,
+        /// What is wrong, as the rest of a sentence.
+        reason: String,
+    },
+    /// A combination that is unsafe where the process runs.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A required text setting, trimmed.
+fn required(value: Option<&str>, name: &'static str) -> Result<String, SettingsError> {
+    match value.map(str::trim) {
+        None => Err(SettingsError::Missing(name)),
+        Some("") => Err(SettingsError::Blank(name)),
+        Some(value) => Ok(value.to_owned()),
+    }
+}
+
+/// A required secret, never blank.
+fn required_secret(value: Option<&Secret>, name: &'static str) -> Result<Secret, SettingsError> {
+    match value {
+        None => Err(SettingsError::Missing(name)),
+        Some(secret) if secret.is_blank() => Err(SettingsError::Blank(name)),
+        Some(secret) => Ok(secret.clone()),
+    }
+}
+
+/// The LMS and how to reach it.
+#[derive(Debug, Clone)]
+pub enum LmsSettings {
+    /// TalentLMS.
+    TalentLms {
+        /// The portal's base URL.
+        url: String,
+        /// The API key.
+        api_key: Secret,
+        /// The client-side pace.
+        max_calls_per_second: u32,
+    },
+}
+
+impl LmsSettings {
+    /// From the arguments.
+    pub fn from_args(args: &LmsArgs) -> Result<Self, SettingsError> {
+        match args.lms {
+            LmsKind::Talentlms => {
+                let url = required(args.talentlms_url.as_deref(), "TALENTLMS_URL")?;
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(SettingsError::Invalid {
+                        name: "TALENTLMS_URL",
+                        reason: "must be an http(s) URL, e.g. https://acme.talentlms.com".to_owned(),
+                    });
+                }
+                if args.talentlms_max_calls_per_second == 0 {
+                    return Err(SettingsError::Invalid {
+                        name: "TALENTLMS_MAX_CALLS_PER_SECOND",
+                        reason: "must be at least 1".to_owned(),
+                    });
+                }
+                Ok(Self::TalentLms {
+                    url,
+                    api_key: required_secret(args.talentlms_api_key.as_ref(), "TALENTLMS_API_KEY")?,
+                    max_calls_per_second: args.talentlms_max_calls_per_second,
+                })
+            }
+        }
+    }
+}
+
+/// What the engine needs: the state, the student keys, the LMS.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// The GCP project of the Firestore database.
+    pub project: String,
+    /// The student-key pepper, when set.
+    pub pepper: Option<Pepper>,
+    /// The LMS.
+    pub lms: LmsSettings,
+    /// Deactivate LMS users the bridge created once they have no active course.
+    pub deactivate_idle_users: bool,
+}
+
+impl ServiceSettings {
+    /// From the arguments.
+    pub fn from_args(args: &ServiceArgs) -> Result<Self, SettingsError> {
+        Ok(Self {
+            project: required(Some(&args.store.gcp_project), "GCP_PROJECT")?,
+            pepper: args.store.keys.pepper(),
+            lms: LmsSettings::from_args(&args.lms)?,
+            deactivate_idle_users: args.lms.deactivate_idle_users,
+        })
+    }
+}
+
+/// `lms-bridge serve`: the service, where to listen, and how pushes are authenticated.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Listen address.
+    pub listen: String,
+    /// Listen port.
+    pub port: u16,
+    /// State and LMS.
+    pub service: ServiceSettings,
+    /// How push and scheduler requests are checked.
+    pub push: PushAuthConfig,
+    /// The one subscription whose pushes are accepted (`projects/P/subscriptions/S`), when
+    /// push auth is on.
+    pub subscription: Option<String>,
+}
+
+impl ServeSettings {
+    /// From the arguments; every missing or unsafe combination is an error naming it.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, SettingsError> {
+        let service = ServiceSettings::from_args(&args.service)?;
+        let mode = args.push_auth;
+        if mode == PushAuthMode::None {
+            if let Some(service) = &args.cloud_run_service {
+                return Err(SettingsError::Refused(format!(
+                    "PUSH_AUTH=none is refused on Cloud Run (K_SERVICE={service} is set): use PUSH_AUTH=cloud-run or oidc"
+                )));
+            }
+        }
+        let expected = || -> Result<Expected, SettingsError> {
+            Ok(Expected {
+                audience: required(args.push_audience.as_deref(), "PUSH_AUDIENCE")?,
+                email: required(args.push_service_account.as_deref(), "PUSH_SERVICE_ACCOUNT")?,
+            })
+        };
+        let check = match mode {
+            PushAuthMode::None => PushCheck::None,
+            PushAuthMode::Oidc => PushCheck::Oidc(expected()?),
+            PushAuthMode::CloudRun => PushCheck::CloudRun(expected()?),
+        };
+        let verification_token = match &args.push_verification_token {
+            Some(token) => Some(required_secret(Some(token), "PUSH_VERIFICATION_TOKEN")?.expose().to_owned()),
+            None if mode == PushAuthMode::CloudRun => {
+                return Err(SettingsError::Invalid {
+                    name: "PUSH_VERIFICATION_TOKEN",
+                    reason: "is not set (required with PUSH_AUTH=cloud-run)".to_owned(),
+                })
+            }
+            None => None,
+        };
+        let subscription = match args.pubsub_subscription.as_deref().map(str::trim) {
+            Some("") | None if mode != PushAuthMode::None => {
+                return Err(SettingsError::Invalid {
+                    name: "PUBSUB_SUBSCRIPTION",
+                    reason: "is not set (required with PUSH_AUTH=oidc and cloud-run)".to_owned(),
+                })
+            }
+            Some("") | None => None,
+            Some(full) if full.starts_with("projects/") => Some(full.to_owned()),
+            Some(name) if name.contains('/') => {
+                return Err(SettingsError::Invalid {
+                    name: "PUBSUB_SUBSCRIPTION",
+                    reason: "must be a subscription name or projects/P/subscriptions/S".to_owned(),
+                })
+            }
+            Some(name) => Some(format!("projects/{}/subscriptions/{name}", service.project)),
+        };
+        let push = PushAuthConfig {
+            check,
+            jwks_url: args.oidc_jwks_url.clone(),
+            verification_token,
+            min_refresh: MIN_REFRESH,
+        };
+        Ok(Self { listen: args.listen.clone(), port: args.port, service, push, subscription })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn serve(args: &[&str], key: Option<&str>, token: Option<&str>) -> Result<ServeSettings, SettingsError> {
+        let mut argv = vec!["lms-bridge", "serve", "--gcp-project", "p"];
+        if !args.contains(&"--talentlms-url") {
+            argv.extend(["--talentlms-url", "https://x.talentlms.com"]);
+        }
+        argv.extend_from_slice(args);
+        let mut cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Serve(serve) = &mut cli.command else { panic!("serve") };
+        serve.service.lms.talentlms_api_key = key.map(Secret::new);
+        serve.push_verification_token = token.map(Secret::new);
+        serve.cloud_run_service = None;
+        ServeSettings::from_args(serve)
+    }
+
+    #[test]
+    fn every_refusal_names_its_setting() {
+        let oidc = ["--push-auth", "oidc", "--push-audience", "https://b", "--push-service-account", "a@b"];
+        type Case<'a> = (&'a [&'a str], Option<&'a str>, Option<&'a str>, &'a str);
+        let cases: [Case<'_>; 7] = [
+            (&["--push-auth", "none"], None, None, "TALENTLMS_API_KEY is not set"),
+            (&["--push-auth", "none"], Some("  "), None, "TALENTLMS_API_KEY is set but empty"),
+            (
+                &["--push-auth", "none", "--talentlms-url", "acme.talentlms.com"],
+                Some("k"),
+                None,
+                "TALENTLMS_URL must be",
+            ),
+            (&["--push-auth", "oidc"], Some("k"), None, "PUSH_AUDIENCE is not set"),
+            (&oidc, Some("k"), None, "PUBSUB_SUBSCRIPTION is not set"),
+            (&["--push-auth", "none"], Some("k"), Some(""), "PUSH_VERIFICATION_TOKEN is set but empty"),
+            (&["--push-auth", "none", "--pubsub-subscription", "a/b"], Some("k"), None, "PUBSUB_SUBSCRIPTION must be"),
+        ];
+        for (args, key, token, expected) in cases {
+            let error = serve(args, key, token).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn valid_settings_are_typed_and_complete() {
+        let oidc = [
+            "--push-auth",
+            "cloud-run",
+            "--push-audience",
+            "https://b",
+            "--push-service-account",
+            "a@b",
+            "--pubsub-subscription",
+            "lms-bridge-push",
+        ];
+        let settings = serve(&oidc, Some("k"), Some("t")).unwrap();
+        assert_eq!(settings.subscription.as_deref(), Some("projects/p/subscriptions/lms-bridge-push"));
+        assert!(matches!(settings.push.check, PushCheck::CloudRun(_)));
+        let LmsSettings::TalentLms { url, api_key, .. } = &settings.service.lms;
+        assert_eq!((url.as_str(), api_key.expose()), ("https://x.talentlms.com", "k"));
+        assert!(!format!("{settings:?}").contains("\"t\""), "the token never shows in Debug");
+    }
+}
