@@ -8,7 +8,9 @@ use lms_bridge_backend::clock::ManualClock;
 use lms_bridge_backend::commands::parse_mappings;
 use lms_bridge_backend::engine::{ApplyError, Engine, Outcome};
 use lms_bridge_backend::lms::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, LmsUserId};
-use lms_bridge_backend::store::docs::{EnrollmentDoc, EventDoc, EventStatus, LmsAccount, StudentDoc};
+use lms_bridge_backend::store::docs::{
+    EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, StudentDoc,
+};
 use lms_bridge_backend::store::{MemoryStore, StateStore, StoreError, Tx};
 use lms_bridge_shared::source::hotmart;
 use lms_bridge_shared::{CourseId, ProductMapping, StudentKey, Timestamp};
@@ -351,6 +353,25 @@ impl StateStore for FlakyStore {
         limit: u32,
     ) -> Result<Vec<EnrollmentDoc>, StoreError> {
         self.inner.stale_pending(before, from, limit).await
+    }
+    async fn grant(&self, key: &str) -> Result<Option<GrantDoc>, StoreError> {
+        self.inner.grant(key).await
+    }
+    async fn enrollments_after(
+        &self,
+        after: Option<&StudentKey>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError> {
+        self.inner.enrollments_after(after, limit).await
+    }
+    async fn job(&self, id: &str) -> Result<Option<JobDoc>, StoreError> {
+        self.inner.job(id).await
+    }
+    async fn put_job(&self, doc: &JobDoc) -> Result<(), StoreError> {
+        self.inner.put_job(doc).await
+    }
+    async fn recent_jobs(&self, kind: JobKind, limit: u32) -> Result<Vec<JobDoc>, StoreError> {
+        self.inner.recent_jobs(kind, limit).await
     }
 }
 

@@ -265,3 +265,86 @@ pub struct ProductDoc {
     /// Last import.
     pub updated_at: Timestamp,
 }
+
+/// Which operator job a `jobs/{id}` record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// `lms-bridge backfill`.
+    Backfill,
+    /// `lms-bridge reconcile` and `POST /tasks/reconcile`.
+    Reconcile,
+    /// `lms-bridge drift`.
+    Drift,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Started and not finished: interrupted, or still going.
+    Running,
+    /// Went through to the end (row errors, if any, are counted and listed).
+    Done,
+    /// Stopped on an error that needs an operator (the record says which).
+    Failed,
+}
+
+/// What a job has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCounts {
+    /// API pages (or CSV files) read.
+    pub pages: u64,
+    /// Sales and subscriptions read.
+    pub records: u64,
+    /// Facts (events) they state.
+    pub facts: u64,
+    /// Facts the state already knew (not published).
+    pub known: u64,
+    /// Facts published to the events topic.
+    pub published: u64,
+    /// Records with nothing that touches access (waiting payments, …).
+    pub skipped: u64,
+    /// Records that could not be read (each listed in `errors`, up to a limit).
+    pub errors: u64,
+}
+
+/// `jobs/{id}`: one backfill, reconcile or drift run: what it was asked, where it is (so an
+/// interrupted run resumes), and what it found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobDoc {
+    /// The job id.
+    pub id: String,
+    /// What kind of job.
+    pub kind: JobKind,
+    /// Where it is.
+    pub status: JobStatus,
+    /// What it was asked, as JSON: a resume must be the same run.
+    pub params: String,
+    /// Where to resume, as JSON of the job's own cursor; absent before the first checkpoint.
+    pub cursor: Option<String>,
+    /// Totals so far.
+    pub counts: JobCounts,
+    /// The first errors, each naming its record (never an email).
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// Last checkpoint.
+    pub updated_at: Timestamp,
+    /// When it finished.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl JobDoc {
+    /// The most errors a record keeps (the count goes on).
+    pub const MAX_ERRORS: usize = 100;
+
+    /// Counts an error and keeps its text while there is room.
+    pub fn error(&mut self, message: String) {
+        self.counts.errors += 1;
+        if self.errors.len() < Self::MAX_ERRORS {
+            self.errors.push(message);
+        }
+    }
+}

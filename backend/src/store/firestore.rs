@@ -1,8 +1,8 @@
 //! The Firestore adapter. Every time is stored as a native Firestore timestamp (see
 //! `Timestamp`'s serializer), so range queries and the TTL policy on `events.expire_at` work.
 
-use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, LmsAccount, ProductDoc, StudentDoc};
-use super::{event_doc_id, product_doc_id, StateStore, StoreError, Tx};
+use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, ProductDoc, StudentDoc};
+use super::{event_doc_id, newest_of_kind, product_doc_id, StateStore, StoreError, Tx};
 use ::firestore::errors::BackoffError;
 use ::firestore::{FirestoreDb, FirestoreQueryCursor, FirestoreTransaction, FirestoreValue};
 use async_trait::async_trait;
@@ -23,6 +23,8 @@ pub const ENROLLMENTS: &str = "enrollments";
 pub const GRANTS: &str = "grants";
 /// Product mappings by `{source}__{product id}`.
 pub const PRODUCTS: &str = "products";
+/// Backfill, reconcile and drift runs by job id.
+pub const JOBS: &str = "jobs";
 
 /// How long a mapping read is reused by the server.
 const MAPPING_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -281,5 +283,46 @@ impl StateStore for FirestoreStore {
         limit: u32,
     ) -> Result<Vec<EnrollmentDoc>, StoreError> {
         self.enrollments_up_to("pending_since", before, false, from, limit).await
+    }
+
+    async fn grant(&self, key: &str) -> Result<Option<GrantDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(GRANTS).obj().one(&event_doc_id(key)).await?)
+    }
+
+    async fn enrollments_after(
+        &self,
+        after: Option<&StudentKey>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError> {
+        // One field, so the automatic single-field index serves it.
+        let mut query = self
+            .db
+            .fluent()
+            .select()
+            .from(ENROLLMENTS)
+            .order(|o| o.fields([o.field("student_key").ascending()]))
+            .limit(limit);
+        if let Some(after) = after {
+            query = query.start_at(FirestoreQueryCursor::AfterValue(vec![Into::<FirestoreValue>::into(after.as_str())]));
+        }
+        let stream = query.obj::<EnrollmentDoc>().stream_query_with_errors().await?;
+        Ok(stream.try_collect().await?)
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<JobDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(JOBS).obj().one(&event_doc_id(id)).await?)
+    }
+
+    async fn put_job(&self, doc: &JobDoc) -> Result<(), StoreError> {
+        let _: JobDoc =
+            self.db.fluent().update().in_col(JOBS).document_id(event_doc_id(&doc.id)).object(doc).execute().await?;
+        Ok(())
+    }
+
+    async fn recent_jobs(&self, kind: JobKind, limit: u32) -> Result<Vec<JobDoc>, StoreError> {
+        // Filtered by kind in memory: one kind's runs are few, and a kind + time order would
+        // need a composite index for an operator listing.
+        let docs: Vec<JobDoc> = self.db.fluent().select().from(JOBS).obj().query().await?;
+        Ok(newest_of_kind(docs, kind, limit))
     }
 }

@@ -3,8 +3,8 @@
 //! Every collection is a `BTreeMap` by document id: queries answer in a fixed order, and runs
 //! are reproducible.
 
-use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, LmsAccount, StudentDoc};
-use super::{event_doc_id, product_doc_id, StateStore, StoreError, Tx};
+use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, StudentDoc};
+use super::{event_doc_id, newest_of_kind, product_doc_id, StateStore, StoreError, Tx};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use lms_bridge_shared::Access;
@@ -20,6 +20,7 @@ struct Collections {
     enrollments: BTreeMap<String, EnrollmentDoc>,
     grants: BTreeMap<String, GrantDoc>,
     products: BTreeMap<String, ProductMapping>,
+    jobs: BTreeMap<String, JobDoc>,
 }
 
 /// State in memory. Only the current document versions are kept (no TTL: event records stay).
@@ -175,12 +176,39 @@ impl StateStore for MemoryStore {
         let stale = |e: &&EnrollmentDoc| e.pending_since.is_some_and(in_range);
         Ok(page(state.enrollments.values().filter(stale), |e| e.pending_since, limit))
     }
+
+    async fn grant(&self, key: &str) -> Result<Option<GrantDoc>, StoreError> {
+        Ok(self.state.lock().await.grants.get(key).cloned())
+    }
+
+    async fn enrollments_after(
+        &self,
+        after: Option<&StudentKey>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError> {
+        let state = self.state.lock().await;
+        let later = |e: &&EnrollmentDoc| after.is_none_or(|a| e.student_key > *a);
+        Ok(page(state.enrollments.values().filter(later), |e| e.student_key.clone(), limit))
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<JobDoc>, StoreError> {
+        Ok(self.state.lock().await.jobs.get(id).cloned())
+    }
+
+    async fn put_job(&self, doc: &JobDoc) -> Result<(), StoreError> {
+        self.state.lock().await.jobs.insert(doc.id.clone(), doc.clone());
+        Ok(())
+    }
+
+    async fn recent_jobs(&self, kind: JobKind, limit: u32) -> Result<Vec<JobDoc>, StoreError> {
+        Ok(newest_of_kind(self.state.lock().await.jobs.values().cloned().collect(), kind, limit))
+    }
 }
 
 /// The first `limit` documents by `key`, as a Firestore query ordered by that field returns.
-fn page<'a>(
+fn page<'a, K: Ord>(
     docs: impl Iterator<Item = &'a EnrollmentDoc>,
-    key: impl Fn(&EnrollmentDoc) -> Option<Timestamp>,
+    key: impl Fn(&EnrollmentDoc) -> K,
     limit: u32,
 ) -> Vec<EnrollmentDoc> {
     let mut docs: Vec<EnrollmentDoc> = docs.cloned().collect();

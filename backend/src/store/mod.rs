@@ -11,7 +11,7 @@ pub use self::firestore::FirestoreStore;
 pub use self::memory::MemoryStore;
 
 use async_trait::async_trait;
-use docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, LmsAccount, StudentDoc};
+use docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, StudentDoc};
 use futures::future::BoxFuture;
 use lms_bridge_shared::{CourseId, ProductMapping, StudentKey, Timestamp};
 
@@ -97,6 +97,25 @@ pub trait StateStore: Send + Sync + 'static {
         from: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<EnrollmentDoc>, StoreError>;
+    /// A grant's record, by `{source}__{grant id}`.
+    async fn grant(&self, key: &str) -> Result<Option<GrantDoc>, StoreError>;
+
+    /// Enrollments of students whose key sorts after `after`, ordered by student key, at most
+    /// `limit` of them: the last student of a full page may be cut short (the caller reads that
+    /// student whole with [`StateStore::enrollments_of`]).
+    async fn enrollments_after(
+        &self,
+        after: Option<&StudentKey>,
+        limit: u32,
+    ) -> Result<Vec<EnrollmentDoc>, StoreError>;
+
+    /// A job record.
+    async fn job(&self, id: &str) -> Result<Option<JobDoc>, StoreError>;
+    /// Inserts or replaces a job record (keyed by `doc.id`).
+    async fn put_job(&self, doc: &JobDoc) -> Result<(), StoreError>;
+    /// The latest jobs of a kind, newest first.
+    async fn recent_jobs(&self, kind: JobKind, limit: u32) -> Result<Vec<JobDoc>, StoreError>;
+
     /// Enrollments with actions pending since at or before `before`, oldest first, a page of
     /// `limit` starting at `pending_since >= from`.
     async fn stale_pending(
@@ -120,4 +139,12 @@ pub fn enrollment_doc_id(student_key: &StudentKey, course: &CourseId) -> String 
 /// `products/{source}__{product id}`.
 pub fn product_doc_id(source: &str, product: &str) -> String {
     format!("{source}__{}", event_doc_id(product))
+}
+
+/// The `limit` newest jobs of `kind`.
+fn newest_of_kind(mut jobs: Vec<JobDoc>, kind: JobKind, limit: u32) -> Vec<JobDoc> {
+    jobs.retain(|j| j.kind == kind);
+    jobs.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(&a.id)));
+    jobs.truncate(limit as usize);
+    jobs
 }
