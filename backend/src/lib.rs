@@ -1,9 +1,12 @@
 //! The lms-bridge backend: Pub/Sub push intake, Firestore state, LMS provisioning, and the
 //! operator commands. Rooms: `http` (the surface), `auth` (push tokens), `engine` (applying
 //! events and the sweep), `store` (the state port: Firestore, in memory), `clock`, `lms`
-//! (adapters), `cli` (arguments), `settings` (the arguments validated) and `commands` (what each operator command does).
+//! (adapters), `cli` (arguments), `settings` (the arguments validated), `commands` (what each
+//! operator command does) and `backfill` (Hotmart API sales and subscriptions, and the CSV
+//! export, as normalized events).
 
 pub mod auth;
+pub mod backfill;
 pub mod cli;
 pub mod clock;
 pub mod commands;

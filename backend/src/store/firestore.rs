@@ -1,7 +1,9 @@
 //! The Firestore adapter. Every time is stored as a native Firestore timestamp (see
 //! `Timestamp`'s serializer), so range queries and the TTL policy on `events.expire_at` work.
 
-use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, ProductDoc, StudentDoc};
+use super::docs::{
+    EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, ProductDoc, StudentDoc,
+};
 use super::{event_doc_id, newest_of_kind, product_doc_id, StateStore, StoreError, Tx};
 use ::firestore::errors::BackoffError;
 use ::firestore::{FirestoreDb, FirestoreQueryCursor, FirestoreTransaction, FirestoreValue};
@@ -303,7 +305,8 @@ impl StateStore for FirestoreStore {
             .order(|o| o.fields([o.field("student_key").ascending()]))
             .limit(limit);
         if let Some(after) = after {
-            query = query.start_at(FirestoreQueryCursor::AfterValue(vec![Into::<FirestoreValue>::into(after.as_str())]));
+            query =
+                query.start_at(FirestoreQueryCursor::AfterValue(vec![Into::<FirestoreValue>::into(after.as_str())]));
         }
         let stream = query.obj::<EnrollmentDoc>().stream_query_with_errors().await?;
         Ok(stream.try_collect().await?)

@@ -103,11 +103,8 @@ pub trait StateStore: Send + Sync + 'static {
     /// Enrollments of students whose key sorts after `after`, ordered by student key, at most
     /// `limit` of them: the last student of a full page may be cut short (the caller reads that
     /// student whole with [`StateStore::enrollments_of`]).
-    async fn enrollments_after(
-        &self,
-        after: Option<&StudentKey>,
-        limit: u32,
-    ) -> Result<Vec<EnrollmentDoc>, StoreError>;
+    async fn enrollments_after(&self, after: Option<&StudentKey>, limit: u32)
+        -> Result<Vec<EnrollmentDoc>, StoreError>;
 
     /// A job record.
     async fn job(&self, id: &str) -> Result<Option<JobDoc>, StoreError>;
