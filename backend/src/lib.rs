@@ -14,6 +14,7 @@ pub mod engine;
 pub mod http;
 pub mod lms;
 pub mod logging;
+pub mod publish;
 pub mod pubsub_setup;
 pub mod service;
 pub mod settings;

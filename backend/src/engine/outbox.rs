@@ -48,6 +48,8 @@ struct Finished {
     error: Option<String>,
     /// A changed `preexisting`.
     preexisting: Option<bool>,
+    /// Whether the LMS now holds an enrollment the bridge gave, when this run changed it.
+    bridge_enrolled: Option<bool>,
 }
 
 /// A claim's own token: random, so two runners never share one.
@@ -127,6 +129,7 @@ impl<S: StateStore> Engine<S> {
         let mut failed_for_good = Vec::new();
         let mut outcome = Ok(());
         let mut preexisting = doc.preexisting;
+        let mut bridge_enrolled = None;
         for pending in &claimed {
             let result = tokio::time::timeout_at(deadline, self.run_action(&doc, pending, preexisting, users))
                 .await
@@ -139,6 +142,11 @@ impl<S: StateStore> Engine<S> {
             match result {
                 Ok(found) => {
                     preexisting = found.unwrap_or(preexisting);
+                    match pending.action {
+                        LmsAction::Enroll { .. } if !preexisting => bridge_enrolled = Some(true),
+                        LmsAction::Unenroll { .. } if !preexisting => bridge_enrolled = Some(false),
+                        _ => {}
+                    }
                     done.push(pending.id.clone());
                 }
                 Err(RunError::Lms(LmsError::Permanent(reason))) => {
@@ -164,6 +172,7 @@ impl<S: StateStore> Engine<S> {
             failed: failed_for_good,
             error: outcome.as_ref().err().map(ToString::to_string),
             preexisting: (preexisting != doc.preexisting).then_some(preexisting),
+            bridge_enrolled,
         };
         self.finish(doc_id, &token, finished).await?;
         if outcome.is_ok() && self.deactivate_idle_users {
@@ -177,10 +186,13 @@ impl<S: StateStore> Engine<S> {
     async fn finish(&self, doc_id: &str, token: &str, finished: Finished) -> Result<(), ApplyError> {
         let now = self.clock.now();
         let token = token.to_owned();
-        let Finished { done, failed, error, preexisting } = finished;
+        let Finished { done, failed, error, preexisting, bridge_enrolled } = finished;
         self.modify_enrollment(doc_id, move |doc| {
             if let Some(preexisting) = preexisting {
                 doc.preexisting = preexisting;
+            }
+            if let Some(enrolled) = bridge_enrolled {
+                doc.bridge_enrolled = enrolled;
             }
             let mut kept = Vec::new();
             for mut p in std::mem::take(&mut doc.pending) {

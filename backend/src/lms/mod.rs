@@ -91,4 +91,21 @@ pub trait Lms: Send + Sync {
     async fn unenroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError>;
     /// Activates or deactivates the user; already so is success.
     async fn set_active(&self, user: &LmsUserId, active: bool) -> Result<(), LmsError>;
+    /// The user with this email as the LMS has it now, or `None`: what `lms-bridge drift`
+    /// compares with the state. Adapters that cannot read it say so.
+    async fn lookup(&self, email: &str) -> Result<Option<LmsUser>, LmsError> {
+        let _ = email;
+        Err(LmsError::Permanent(format!("the {} adapter cannot read users", self.name())))
+    }
+}
+
+/// A user as the LMS has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LmsUser {
+    /// Its id.
+    pub id: LmsUserId,
+    /// Whether it can log in.
+    pub active: bool,
+    /// The courses it is enrolled in.
+    pub courses: std::collections::BTreeSet<CourseId>,
 }

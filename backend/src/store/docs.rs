@@ -173,6 +173,11 @@ pub struct EnrollmentDoc {
     /// enroll found it there): the bridge never unenrolls it.
     #[serde(default)]
     pub preexisting: bool,
+    /// The LMS holds this enrollment because the bridge enrolled the student (set when an
+    /// enroll it ran succeeds, cleared when its unenroll does): the only enrollments `drift
+    /// --fix` may remove.
+    #[serde(default)]
+    pub bridge_enrolled: bool,
     /// Incremented on every write.
     pub version: u64,
     /// Last write.
@@ -192,6 +197,7 @@ impl EnrollmentDoc {
             pending_since: None,
             failed: Vec::new(),
             preexisting: false,
+            bridge_enrolled: false,
             version: 0,
             updated_at: now,
         }

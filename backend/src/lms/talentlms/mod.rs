@@ -11,7 +11,7 @@ mod http;
 mod rate_limit;
 mod users;
 
-use super::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, LmsUserId};
+use super::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, LmsUser, LmsUserId};
 use http::path_value;
 use lms_bridge_shared::CourseId;
 use rate_limit::Pacer;
@@ -146,6 +146,10 @@ impl Lms for TalentLms {
             return Err(self.refused(answer, "set status"));
         }
         Ok(())
+    }
+
+    async fn lookup(&self, email: &str) -> Result<Option<LmsUser>, LmsError> {
+        self.user_state(email).await
     }
 }
 

@@ -2,7 +2,8 @@
 
 use super::http::{lenient_id, path_value};
 use super::TalentLms;
-use crate::lms::{EnsuredUser, Lms, LmsError, LmsStudent, LmsUserId};
+use crate::lms::{EnsuredUser, Lms, LmsError, LmsStudent, LmsUser, LmsUserId};
+use lms_bridge_shared::CourseId;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -107,6 +108,25 @@ impl TalentLms {
 
     async fn find_user(&self, email: &str) -> Result<Option<Value>, LmsError> {
         self.find_user_by("email", email, "find user").await
+    }
+
+    /// The user and its `courses[]`, as the by-email read gives them.
+    pub(super) async fn user_state(&self, email: &str) -> Result<Option<LmsUser>, LmsError> {
+        let Some(user) = self.find_user(email).await? else { return Ok(None) };
+        let id = user.get("id").and_then(lenient_id).ok_or_else(|| LmsError::Permanent("user without an id".into()))?;
+        let courses = user
+            .get("courses")
+            .and_then(Value::as_array)
+            .map(|courses| {
+                courses
+                    .iter()
+                    .filter_map(|c| c.get("id").and_then(lenient_id))
+                    .filter_map(|c| CourseId::parse(c).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let active = user.get("status").and_then(Value::as_str) != Some("inactive");
+        Ok(Some(LmsUser { id: LmsUserId(id), active, courses }))
     }
 
     async fn sign_up(&self, student: &LmsStudent, login: &str) -> Result<SignUp, LmsError> {
