@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod engine;
+pub mod hotmart_api;
 pub mod http;
 pub mod lms;
 pub mod logging;
