@@ -3,9 +3,9 @@
 //! attributes, ordering key = the student key), so they reach the backend through the one
 //! intake path, in order per student, deduplicated and applied exactly like webhooks.
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use google_cloud_pubsub::client::Publisher;
 use google_cloud_pubsub::model::Message;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lms_bridge_shared::pubsub::PubsubMessage;
 use lms_bridge_shared::Event;
 use std::num::NonZeroU32;

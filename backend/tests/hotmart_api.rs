@@ -183,6 +183,7 @@ async fn a_token_is_fetched_once_and_reused_across_calls() {
         statuses: vec![SubscriptionStatus::Active],
         product_id: None,
         subscriber_code: None,
+        subscriber_email: None,
     };
     api.subscriptions_page(&query, None).await.unwrap();
     assert_eq!(fake.calls(HISTORY).await, 3);
@@ -473,6 +474,7 @@ async fn subscriptions_dated_in_seconds_read_as_ms_across_pages_and_statuses() {
         statuses: vec![SubscriptionStatus::Active, SubscriptionStatus::CancelledBySeller],
         product_id: Some("1355458".into()),
         subscriber_code: None,
+        subscriber_email: None,
     };
     let subs = api.walk_subscriptions(&query).collect().await.unwrap();
     let codes: Vec<&str> = subs.iter().map(|s| s.subscriber_code.as_str()).collect();

@@ -76,7 +76,12 @@ impl<S: StateStore> Engine<S> {
         Ok(report)
     }
 
-    async fn drift_of(&self, student: &StudentKey, docs: &[EnrollmentDoc], fix: bool) -> Result<Vec<Difference>, ApplyError> {
+    async fn drift_of(
+        &self,
+        student: &StudentKey,
+        docs: &[EnrollmentDoc],
+        fix: bool,
+    ) -> Result<Vec<Difference>, ApplyError> {
         // Enrollments with actions in flight are not drift: the outbox is still at work.
         let settled: Vec<&EnrollmentDoc> = docs.iter().filter(|d| d.pending.is_empty()).collect();
         let active: Vec<&EnrollmentDoc> = settled.iter().copied().filter(|d| d.access == Access::Active).collect();
@@ -97,12 +102,16 @@ impl<S: StateStore> Engine<S> {
         let user: Option<LmsUser> = self.lms.lookup(&email).await.map_err(ApplyError::Lms)?;
         let mut found = Vec::new();
         let mut differ = |doc: &EnrollmentDoc, course: bool, kind: DriftKind, actions: Vec<LmsAction>| {
-            found.push((doc.clone(), actions, Difference {
-                student: student.clone(),
-                course: course.then(|| doc.course_id.clone()),
-                difference: kind,
-                fixed: false,
-            }));
+            found.push((
+                doc.clone(),
+                actions,
+                Difference {
+                    student: student.clone(),
+                    course: course.then(|| doc.course_id.clone()),
+                    difference: kind,
+                    fixed: false,
+                },
+            ));
         };
         match &user {
             None => {
@@ -110,7 +119,12 @@ impl<S: StateStore> Engine<S> {
                     differ(first, false, DriftKind::MissingUser, vec![LmsAction::EnsureUser]);
                 }
                 for doc in &active {
-                    differ(doc, true, DriftKind::MissingEnrollment, vec![LmsAction::Enroll { course: doc.course_id.clone() }]);
+                    differ(
+                        doc,
+                        true,
+                        DriftKind::MissingEnrollment,
+                        vec![LmsAction::Enroll { course: doc.course_id.clone() }],
+                    );
                 }
             }
             Some(user) => {
@@ -120,10 +134,20 @@ impl<S: StateStore> Engine<S> {
                     }
                 }
                 for doc in active.iter().filter(|d| !user.courses.contains(&d.course_id)) {
-                    differ(doc, true, DriftKind::MissingEnrollment, vec![LmsAction::Enroll { course: doc.course_id.clone() }]);
+                    differ(
+                        doc,
+                        true,
+                        DriftKind::MissingEnrollment,
+                        vec![LmsAction::Enroll { course: doc.course_id.clone() }],
+                    );
                 }
                 for doc in ended.iter().filter(|d| user.courses.contains(&d.course_id)) {
-                    differ(doc, true, DriftKind::ExtraEnrollment, vec![LmsAction::Unenroll { course: doc.course_id.clone() }]);
+                    differ(
+                        doc,
+                        true,
+                        DriftKind::ExtraEnrollment,
+                        vec![LmsAction::Unenroll { course: doc.course_id.clone() }],
+                    );
                 }
             }
         }

@@ -297,6 +297,9 @@ impl HotmartApi {
         if let Some(code) = &query.subscriber_code {
             params.push(("subscriber_code", code.clone()));
         }
+        if let Some(email) = &query.subscriber_email {
+            params.push(("subscriber_email", email.clone()));
+        }
         let token = page_token.filter(|t| !t.is_empty());
         if let Some(token) = token {
             params.push(("page_token", token.to_owned()));

@@ -105,6 +105,8 @@ pub struct Sale {
     pub offer: Offer,
     /// The price paid.
     pub price: Price,
+    /// The item as Hotmart sent it (what the backfill reads its facts from).
+    pub item: RawItem,
 }
 
 /// A `/subscriptions` item.
@@ -136,6 +138,8 @@ pub struct Subscription {
     pub subscriber: Option<Person>,
     /// Per recurrence.
     pub price: Price,
+    /// The item as Hotmart sent it.
+    pub item: RawItem,
 }
 
 /// One charge attempt of a subscription (`/subscriptions/{code}/purchases`).
@@ -155,6 +159,18 @@ pub struct SubscriptionPurchase {
     pub payment_type: Option<String>,
     /// `PIX`, `HOTMART`, `CREDIT_CARD_VISA`…
     pub payment_method: Option<String>,
+    /// The row as Hotmart sent it.
+    pub item: RawItem,
+}
+
+/// An item as Hotmart sent it. Its `Debug` shows nothing: items carry names and emails.
+#[derive(Clone, PartialEq)]
+pub struct RawItem(pub Value);
+
+impl std::fmt::Debug for RawItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawItem(..)")
+    }
 }
 
 /// A field as text: strings as they are (empty ones as absent), numbers written out.
@@ -240,6 +256,7 @@ impl Sale {
                 .map(|o| Offer { code: text(o, "code"), payment_mode: text(o, "payment_mode") })
                 .unwrap_or_default(),
             price: price(object(purchase, "price")),
+            item: RawItem(item.clone()),
         })
     }
 }
@@ -267,6 +284,7 @@ impl Subscription {
             product: product(object(item, "product")),
             subscriber: person(object(item, "subscriber")),
             price: price(object(item, "price")),
+            item: RawItem(item.clone()),
         })
     }
 }
@@ -282,6 +300,7 @@ impl SubscriptionPurchase {
             price: price(object(item, "price")),
             payment_type: text(item, "payment_type"),
             payment_method: text(item, "payment_method"),
+            item: RawItem(item.clone()),
         })
     }
 }

@@ -116,4 +116,6 @@ pub struct SubscriptionsQuery {
     pub product_id: Option<String>,
     /// One subscriber.
     pub subscriber_code: Option<String>,
+    /// One subscriber, by email (what a renewal sale names).
+    pub subscriber_email: Option<String>,
 }
