@@ -12,7 +12,10 @@ const SECRETS_HELP: &str = "Secrets, from the environment only:
   PUSH_VERIFICATION_TOKEN   the ?token= pushes and sweeps must carry (serve)
   STUDENT_KEY_PEPPER        student keys are HMAC-SHA256 of the email under it
   HOTMART_HOTTOK            the expected hottok (normalize; or --hottok-file)
-  HOTMART_HEADER_HOTTOK     the hottok that came with the body (normalize; or --header-hottok-file)";
+  HOTMART_HEADER_HOTTOK     the hottok that came with the body (normalize; or --header-hottok-file)
+  HOTMART_CLIENT_ID         Hotmart API credentials (backfill, reconcile, serve's /tasks/reconcile)
+  HOTMART_CLIENT_SECRET
+  HOTMART_BASIC             optional: the Basic token Hotmart shows with them (else derived)";
 
 /// Keeps Hotmart and the LMS in step.
 #[derive(Debug, Parser)]
@@ -47,6 +50,15 @@ pub enum Command {
         #[command(subcommand)]
         command: StudentCommand,
     },
+    /// Give access to the buyers and subscribers who existed before the bridge: Hotmart's
+    /// sales and subscriptions (API, or the CSV sales export) published as events.
+    Backfill(BackfillArgs),
+    /// Find webhooks lost before the edge: re-read recent sales and subscriptions and publish
+    /// the facts the state lacks (what Cloud Scheduler runs hourly via /tasks/reconcile).
+    Reconcile(ReconcileArgs),
+    /// Compare the access the state says with the LMS's users and enrollments; `--fix` brings
+    /// the LMS back in step.
+    Drift(DriftArgs),
     /// Pub/Sub resources.
     Pubsub {
         /// What to do.
@@ -360,6 +372,15 @@ pub struct ServeArgs {
     /// `K_SERVICE`, which Cloud Run sets: `PUSH_AUTH=none` is refused there.
     #[arg(skip = std::env::var("K_SERVICE").ok().filter(|s| !s.trim().is_empty()))]
     pub cloud_run_service: Option<String>,
+    /// Hotmart's API, for `POST /tasks/reconcile` (off without credentials).
+    #[command(flatten)]
+    pub hotmart: HotmartApiArgs,
+    /// Where reconcile publishes.
+    #[command(flatten)]
+    pub publish: PublishArgs,
+    /// Days `POST /tasks/reconcile` re-reads.
+    #[arg(long, env = "RECONCILE_DAYS", default_value_t = crate::jobs::reconcile::DEFAULT_DAYS)]
+    pub reconcile_days: u32,
 }
 
 #[cfg(test)]
@@ -397,4 +418,126 @@ mod tests {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
     }
+}
+
+/// Hotmart's REST API.
+#[derive(Debug, Args, Clone)]
+pub struct HotmartApiArgs {
+    /// The API's base URL (the sandbox: https://sandbox.hotmart.com).
+    #[arg(long, env = "HOTMART_API_URL", default_value = crate::hotmart_api::API_URL)]
+    pub hotmart_api_url: String,
+    /// The token service's base URL.
+    #[arg(long, env = "HOTMART_AUTH_URL", default_value = crate::hotmart_api::AUTH_URL)]
+    pub hotmart_auth_url: String,
+    /// Calls a minute, for everything using these credentials (Hotmart allows 500).
+    #[arg(long, env = "HOTMART_API_RATE_PER_MINUTE", default_value_t = 500)]
+    pub hotmart_api_rate_per_minute: u32,
+    /// Rows a page (Hotmart serves at most 500).
+    #[arg(long, env = "HOTMART_API_PAGE_SIZE", default_value_t = 500)]
+    pub hotmart_api_page_size: u32,
+    /// `HOTMART_CLIENT_ID` (environment only: it comes from Secret Manager with the secret).
+    #[arg(skip = Secret::from_env("HOTMART_CLIENT_ID"))]
+    pub hotmart_client_id: Option<Secret>,
+    /// `HOTMART_CLIENT_SECRET` (environment only).
+    #[arg(skip = Secret::from_env("HOTMART_CLIENT_SECRET"))]
+    pub hotmart_client_secret: Option<Secret>,
+    /// `HOTMART_BASIC` (environment only, optional).
+    #[arg(skip = Secret::from_env("HOTMART_BASIC"))]
+    pub hotmart_basic: Option<Secret>,
+}
+
+/// Where found facts are published.
+#[derive(Debug, Args, Clone)]
+pub struct PublishArgs {
+    /// The events topic (the edge's).
+    #[arg(long, env = "PUBSUB_TOPIC", default_value = PLAN.topic)]
+    pub pubsub_topic: String,
+    /// The Pub/Sub emulator, when set.
+    #[arg(long, env = "PUBSUB_EMULATOR_HOST")]
+    pub pubsub_emulator_host: Option<String>,
+    /// Events published a second at most: live webhooks share the subscription and the LMS.
+    #[arg(long, env = "PUBLISH_PER_SECOND", default_value_t = 50)]
+    pub publish_per_second: u32,
+}
+
+/// Where a backfill reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackfillFrom {
+    /// Hotmart's REST API (`HOTMART_CLIENT_ID`, `HOTMART_CLIENT_SECRET`).
+    HotmartApi,
+    /// Hotmart's detailed sales export (a `;`-separated CSV file).
+    Csv,
+}
+
+/// Arguments of `lms-bridge backfill`.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Where to read.
+    #[arg(long, value_enum)]
+    pub from: BackfillFrom,
+    /// The export file (with `--from csv`).
+    pub file: Option<PathBuf>,
+    /// Start of the period (API): YYYY-MM-DD (UTC) or RFC 3339. Required: Hotmart's own
+    /// default ranges are undocumented, so the walk never relies on them.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// End of the period (API), default now. Run again without it, an unfinished run with the
+    /// same other arguments is resumed.
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Only this Hotmart product id (repeatable; default all).
+    #[arg(long = "product", value_name = "ID")]
+    pub products: Vec<String>,
+    /// Days per query window (at most 360, what Hotmart serves).
+    #[arg(long, default_value_t = 30)]
+    pub window_days: u32,
+    /// Publish nothing: print the access the facts give, as `simulate` does.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The mappings to judge access by (with `--dry-run`).
+    #[arg(long, value_name = "FILE")]
+    pub mappings: Option<PathBuf>,
+    /// Probe time for `--dry-run` (RFC 3339, repeatable; default now).
+    #[arg(long = "at", value_name = "RFC3339")]
+    pub at: Vec<String>,
+    /// GCP project of the state and the topic (not needed with `--dry-run`).
+    #[arg(long, env = "GCP_PROJECT")]
+    pub gcp_project: Option<String>,
+    /// How student keys are derived.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Hotmart's API.
+    #[command(flatten)]
+    pub hotmart: HotmartApiArgs,
+    /// The events topic.
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
+/// Arguments of `lms-bridge reconcile`.
+#[derive(Debug, Args, Clone)]
+pub struct ReconcileArgs {
+    /// Days re-read before now.
+    #[arg(long, env = "RECONCILE_DAYS", default_value_t = crate::jobs::reconcile::DEFAULT_DAYS)]
+    pub days: u32,
+    /// Where the state is.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Hotmart's API.
+    #[command(flatten)]
+    pub hotmart: HotmartApiArgs,
+    /// The events topic.
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
+/// Arguments of `lms-bridge drift`.
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Queue and run the LMS actions that bring the LMS back in step.
+    #[arg(long)]
+    pub fix: bool,
+    /// State and LMS.
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }

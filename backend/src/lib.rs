@@ -13,6 +13,7 @@ pub mod commands;
 pub mod engine;
 pub mod hotmart_api;
 pub mod http;
+pub mod jobs;
 pub mod lms;
 pub mod logging;
 pub mod publish;

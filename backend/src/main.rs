@@ -102,6 +102,9 @@ fn main() -> ExitCode {
                 }
                 Ok(out)
             }
+            Command::Backfill(args) => commands::jobs::backfill(&args).await,
+            Command::Reconcile(args) => commands::jobs::reconcile(&args).await,
+            Command::Drift(args) => commands::jobs::drift(&args).await,
             Command::Pubsub { command: PubsubCommand::Setup(args) } => {
                 pubsub_setup::setup(&args).await.map_err(CommandError::Failed)
             }

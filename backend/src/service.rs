@@ -4,9 +4,11 @@ use crate::auth::PushAuth;
 use crate::cli::{ServeArgs, ServiceArgs, StoreArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::engine::Engine;
-use crate::http::{router, warn_if_unauthenticated, AppState};
+use crate::hotmart_api::HotmartApi;
+use crate::http::{router, warn_if_unauthenticated, AppState, Reconciler};
 use crate::lms::talentlms::TalentLms;
 use crate::lms::Lms;
+use crate::publish::EventPublisher;
 use crate::settings::{LmsSettings, ServeSettings, ServiceSettings};
 use crate::store::FirestoreStore;
 use anyhow::Context;
@@ -64,11 +66,30 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let auth = PushAuth::new(settings.push);
     warn_if_unauthenticated(&auth);
     let engine = engine_with(&settings.service, Arc::new(SystemClock)).await?;
+    let reconciler = match settings.reconcile {
+        None => None,
+        Some(reconcile) => {
+            let publish = &reconcile.publish;
+            let publisher = EventPublisher::connect(
+                &settings.service.project,
+                &publish.topic,
+                publish.emulator_host.as_deref(),
+                publish.per_second,
+            )
+            .await?;
+            Some(Reconciler {
+                api: HotmartApi::new(reconcile.api).context("building the Hotmart API client")?,
+                publisher: Arc::new(publisher),
+                days: reconcile.days,
+            })
+        }
+    };
     let state = Arc::new(AppState {
         engine,
         auth,
         project: settings.service.project.clone(),
         subscription: settings.subscription,
+        reconciler,
     });
     let listener = tokio::net::TcpListener::bind((settings.listen.as_str(), settings.port))
         .await

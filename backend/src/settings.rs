@@ -4,8 +4,10 @@
 //! first event. docs/contracts.md#settings lists them all.
 
 use crate::auth::{Expected, PushAuthConfig, PushAuthMode, PushCheck, MIN_REFRESH};
-use crate::cli::{LmsArgs, LmsKind, Secret, ServeArgs, ServiceArgs};
+use crate::cli::{HotmartApiArgs, LmsArgs, LmsKind, PublishArgs, Secret, ServeArgs, ServiceArgs};
+use crate::hotmart_api::{HotmartApiConfig, MAX_PAGE_SIZE};
 use lms_bridge_shared::Pepper;
+use std::num::NonZeroU32;
 
 /// A setting that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +91,71 @@ impl LmsSettings {
     }
 }
 
+/// Hotmart's API, from its settings: both credentials are required.
+pub fn hotmart_api(args: &HotmartApiArgs) -> Result<HotmartApiConfig, SettingsError> {
+    let client_id = required_secret(args.hotmart_client_id.as_ref(), "HOTMART_CLIENT_ID")?;
+    let secret = required_secret(args.hotmart_client_secret.as_ref(), "HOTMART_CLIENT_SECRET")?;
+    if !(1..=MAX_PAGE_SIZE).contains(&args.hotmart_api_page_size) {
+        return Err(SettingsError::Invalid {
+            name: "HOTMART_API_PAGE_SIZE",
+            reason: format!("must be 1 to {MAX_PAGE_SIZE}"),
+        });
+    }
+    if args.hotmart_api_rate_per_minute == 0 {
+        return Err(SettingsError::Invalid {
+            name: "HOTMART_API_RATE_PER_MINUTE",
+            reason: "must be at least 1".into(),
+        });
+    }
+    for (name, url) in [("HOTMART_API_URL", &args.hotmart_api_url), ("HOTMART_AUTH_URL", &args.hotmart_auth_url)] {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(SettingsError::Invalid { name, reason: "must be an http(s) URL".into() });
+        }
+    }
+    Ok(HotmartApiConfig {
+        auth_url: args.hotmart_auth_url.trim_end_matches('/').to_owned(),
+        api_url: args.hotmart_api_url.trim_end_matches('/').to_owned(),
+        basic: args.hotmart_basic.clone().filter(|b| !b.is_blank()),
+        max_results: args.hotmart_api_page_size,
+        rate_per_minute: args.hotmart_api_rate_per_minute,
+        ..HotmartApiConfig::new(client_id.expose().trim(), secret)
+    })
+}
+
+/// Where jobs publish the facts they find.
+#[derive(Debug, Clone)]
+pub struct PublishSettings {
+    /// The events topic.
+    pub topic: String,
+    /// The emulator, when set.
+    pub emulator_host: Option<String>,
+    /// The pace.
+    pub per_second: NonZeroU32,
+}
+
+impl PublishSettings {
+    /// From the arguments.
+    pub fn from_args(args: &PublishArgs) -> Result<Self, SettingsError> {
+        Ok(Self {
+            topic: required(Some(&args.pubsub_topic), "PUBSUB_TOPIC")?,
+            emulator_host: args.pubsub_emulator_host.clone().filter(|h| !h.trim().is_empty()),
+            per_second: NonZeroU32::new(args.publish_per_second)
+                .ok_or(SettingsError::Invalid { name: "PUBLISH_PER_SECOND", reason: "must be at least 1".into() })?,
+        })
+    }
+}
+
+/// `POST /tasks/reconcile`: on when Hotmart API credentials are set.
+#[derive(Debug, Clone)]
+pub struct ReconcileSettings {
+    /// The API.
+    pub api: HotmartApiConfig,
+    /// The topic.
+    pub publish: PublishSettings,
+    /// Days re-read.
+    pub days: u32,
+}
+
 /// What the engine needs: the state, the student keys, the LMS.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -128,6 +195,8 @@ pub struct ServeSettings {
     /// The one subscription whose pushes are accepted (`projects/P/subscriptions/S`), when
     /// push auth is on.
     pub subscription: Option<String>,
+    /// Reconciliation, when Hotmart API credentials are set.
+    pub reconcile: Option<ReconcileSettings>,
 }
 
 impl ServeSettings {
@@ -186,7 +255,15 @@ impl ServeSettings {
             verification_token,
             min_refresh: MIN_REFRESH,
         };
-        Ok(Self { listen: args.listen.clone(), port: args.port, service, push, subscription })
+        let reconcile = match (&args.hotmart.hotmart_client_id, &args.hotmart.hotmart_client_secret) {
+            (None, None) => None,
+            _ => Some(ReconcileSettings {
+                api: hotmart_api(&args.hotmart)?,
+                publish: PublishSettings::from_args(&args.publish)?,
+                days: args.reconcile_days,
+            }),
+        };
+        Ok(Self { listen: args.listen.clone(), port: args.port, service, push, subscription, reconcile })
     }
 }
 

@@ -191,11 +191,29 @@ pub fn parse_at(text: &str) -> Result<Timestamp, CommandError> {
 
 /// Runs a simulation over `input` (one raw webhook body per line).
 pub async fn run(request: &Request, input: impl BufRead) -> Result<Report, CommandError> {
-    let mappings = parse_mappings(&request.mappings)?;
     let source = source::by_name(&request.source, &[])
         .ok_or_else(|| CommandError::BadInput(format!("unknown source {:?} (known: hotmart)", request.source)))?;
+    let mut warnings = Vec::new();
+    let lines = read_lines(source.as_ref(), input, &mut warnings)?;
+    let mut report = replay(request, lines).await?;
+    report.warnings = warnings;
+    Ok(report)
+}
+
+/// Runs a simulation over normalized events, each applied at its `received_at` (what
+/// `backfill --dry-run` shows); the timeline numbers them from 1 in the given order.
+pub async fn run_events(request: &Request, events: Vec<Event>) -> Result<Report, CommandError> {
+    let lines = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Line { number: i + 1, sent_at: Some(event.received_at), event, applied: None })
+        .collect();
+    replay(request, lines).await
+}
+
+async fn replay(request: &Request, mut lines: Vec<Line>) -> Result<Report, CommandError> {
+    let mappings = parse_mappings(&request.mappings)?;
     let mut report = Report::default();
-    let mut lines = read_lines(source.as_ref(), input, &mut report.warnings)?;
 
     let mut probes = request.at.clone();
     if probes.is_empty() {

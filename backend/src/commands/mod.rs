@@ -1,5 +1,7 @@
-//! Operator commands: mappings, sweep, student, replay, and `normalize` (the edge's step, offline).
+//! Operator commands: mappings, sweep, student, replay, `normalize` (the edge's step, offline),
+//! and the jobs: backfill, reconcile, drift (`jobs`).
 
+pub mod jobs;
 pub mod normalize;
 
 use crate::cli::{KeyArgs, MappingsCommand, ServiceArgs, StoreArgs, SweepArgs};

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// A dependency failed; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// The route needs settings this deployment does not have.
+    #[error("{0}")]
+    NotConfigured(String),
 }
 
 impl IntoResponse for ApiError {
@@ -40,6 +43,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::NotConfigured(_) => (StatusCode::NOT_IMPLEMENTED, "not_configured"),
         };
         let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
         (status, Json(body)).into_response()

@@ -1,4 +1,4 @@
-//! The backend's HTTP surface: Pub/Sub push, the scheduler's sweep, health.
+//! The backend's HTTP surface: Pub/Sub push, the scheduler's sweep and reconcile, health.
 //!
 //! No request logging: the push and sweep URLs carry the verification token in their query
 //! string (`?token=`), and a log line never holds a token, a key or an email. The lines written
@@ -35,6 +35,18 @@ pub struct AppState<S: StateStore = FirestoreStore> {
     pub project: String,
     /// The push envelope's `subscription` must be this (`projects/P/subscriptions/S`), when set.
     pub subscription: Option<String>,
+    /// `POST /tasks/reconcile`, when Hotmart API credentials are set.
+    pub reconciler: Option<Reconciler>,
+}
+
+/// What `POST /tasks/reconcile` runs with.
+pub struct Reconciler {
+    /// Hotmart's API.
+    pub api: crate::hotmart_api::HotmartApi,
+    /// The events topic.
+    pub publisher: Arc<crate::publish::EventPublisher>,
+    /// Days re-read.
+    pub days: u32,
 }
 
 /// Well inside Pub/Sub's push deadline (the ack deadline, `PUBSUB_ACK_DEADLINE_SECONDS` in deploy/pubsub.env).
@@ -46,6 +58,7 @@ pub fn router<S: StateStore>(state: Arc<AppState<S>>) -> Router {
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/pubsub/push", post(push::<S>))
         .route("/tasks/sweep", post(sweep::<S>))
+        .route("/tasks/reconcile", post(reconcile::<S>))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
@@ -310,5 +323,39 @@ async fn sweep<S: StateStore>(
 pub fn warn_if_unauthenticated(auth: &PushAuth) {
     if auth.mode() == PushAuthMode::None {
         tracing::warn!("PUSH_AUTH=none: pushes and sweeps are NOT authenticated. Never run this way outside a laptop.");
+    }
+}
+
+/// Cloud Scheduler's hourly reconcile (authenticated like the sweep): re-reads Hotmart's recent
+/// sales and subscriptions and publishes the facts the state lacks; answers the run's record.
+async fn reconcile<S: StateStore>(
+    State(state): State<Arc<AppState<S>>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authenticate(&state, &headers, &uri).await?;
+    let Some(reconciler) = &state.reconciler else {
+        return Err(ApiError::NotConfigured(
+            "reconcile is off: set HOTMART_CLIENT_ID and HOTMART_CLIENT_SECRET".to_owned(),
+        ));
+    };
+    let result = crate::commands::jobs::reconcile_once(
+        &state.engine.store,
+        &reconciler.api,
+        Arc::clone(&reconciler.publisher),
+        state.engine.pepper.clone(),
+        reconciler.days,
+        state.engine.clock.as_ref(),
+    )
+    .await;
+    match result {
+        Ok(doc) => {
+            tracing::info!(job = %doc.id, published = doc.counts.published, known = doc.counts.known, errors = doc.counts.errors, "reconcile done");
+            Ok(Json(json!({ "job": doc.id, "status": doc.status, "counts": doc.counts, "errors": doc.errors })))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reconcile failed");
+            Err(ApiError::Unavailable(format!("reconcile failed: {e}")))
+        }
     }
 }

@@ -1,0 +1,216 @@
+//! The jobs that find facts themselves: `backfill` (the buyers who existed before the bridge)
+//! and `reconcile` (webhooks lost before they reached the edge). Both read Hotmart's REST API
+//! (or its CSV export), turn what they read into the normalized events the edge would have
+//! published (`crate::backfill`), leave out the facts the state already holds, and publish the
+//! rest to the events topic: one intake path, so the access rules decide exactly as for
+//! webhooks, per student in order, and a fact told twice is applied once. Each run keeps a
+//! `jobs/{id}` record: what it was asked, where it is, what it found.
+
+pub mod backfill;
+pub mod progress;
+pub mod reconcile;
+
+use crate::backfill::{ChargeRecord, CsvError, RecordError, SubscriptionRecord};
+use crate::clock::Clock;
+use crate::hotmart_api::{HotmartApi, HotmartApiError, Subscription};
+use crate::publish::{EventPublisher, PublishError};
+use crate::store::docs::{JobCounts, JobDoc, JobKind, JobStatus};
+use crate::store::{StateStore, StoreError};
+use lms_bridge_shared::{grant_key, Event, EventId, Pepper, Timestamp};
+use std::collections::HashSet;
+
+/// Why a job stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The state store failed; the job resumes from its last checkpoint.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hotmart's API failed past its retries, or refused the credentials or the query.
+    #[error("Hotmart API: {0}")]
+    Api(#[from] HotmartApiError),
+    /// Publishing failed; the page is published again on resume (duplicates are no-ops).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// The export cannot be read at all.
+    #[error("CSV export: {0}")]
+    Csv(#[from] CsvError),
+    /// What was asked cannot be done.
+    #[error("{0}")]
+    BadInput(String),
+}
+
+/// Where the facts a job finds go.
+pub enum Destination {
+    /// To the events topic.
+    Publish(std::sync::Arc<EventPublisher>),
+    /// Nowhere: kept for `--dry-run`, which prints the access they give.
+    DryRun(Vec<Event>),
+}
+
+/// Takes the facts a job finds: keys their students as the deployment does, leaves out what
+/// the state already holds, and sends the rest to the [`Destination`].
+pub struct FactSink<'a, S> {
+    store: Option<&'a S>,
+    /// Where new facts go.
+    pub destination: Destination,
+    pepper: Option<Pepper>,
+    /// Event ids already sent by this run (pages can repeat rows while Hotmart inserts).
+    sent: HashSet<EventId>,
+}
+
+impl<'a, S: StateStore> FactSink<'a, S> {
+    /// A sink; without a store (a dry run with no state at hand) every fact counts as new.
+    pub fn new(store: Option<&'a S>, destination: Destination, pepper: Option<Pepper>) -> Self {
+        Self { store, destination, pepper, sent: HashSet::new() }
+    }
+
+    /// Offers the facts of one page; counts what was known and what was sent.
+    pub async fn offer(&mut self, counts: &mut JobCounts, events: Vec<Event>) -> Result<(), JobError> {
+        counts.facts += events.len() as u64;
+        let mut fresh = Vec::new();
+        for mut event in events {
+            event.key_student(self.pepper.as_ref());
+            if self.sent.contains(&event.id) {
+                counts.known += 1;
+                continue;
+            }
+            if let Some(store) = self.store {
+                if knows(store, &event).await? {
+                    counts.known += 1;
+                    continue;
+                }
+            }
+            fresh.push(event);
+        }
+        match &mut self.destination {
+            Destination::Publish(publisher) => publisher.publish(&fresh).await?,
+            Destination::DryRun(kept) => kept.extend(fresh.iter().cloned()),
+        }
+        counts.published += fresh.len() as u64;
+        self.sent.extend(fresh.into_iter().map(|e| e.id));
+        Ok(())
+    }
+}
+
+/// Whether the state already holds the fact `event` states: the event itself was recorded
+/// (under this id), or its grant's facts would not change by it (the same fact came by
+/// webhook, under another id, or an earlier revocation already stands).
+pub async fn knows<S: StateStore>(store: &S, event: &Event) -> Result<bool, StoreError> {
+    if store.event(event.id.as_str()).await?.is_some() {
+        return Ok(true);
+    }
+    let (Some(product), Some(grant)) = (&event.product, &event.grant_id) else { return Ok(false) };
+    // Without a mapping the backend keeps the event as `unmapped`: it must get there.
+    let Some(mapping) = store.mapping(event.source.as_str(), product.id.as_str()).await? else { return Ok(false) };
+    let Some(record) = store.grant(&grant_key(&event.source, grant)).await? else { return Ok(false) };
+    let mut facts = record.state;
+    Ok(!facts.record(event, &mapping).unwrap_or(true))
+}
+
+/// A job's record and its checkpoints. Without a store (a dry run) it only counts.
+pub struct JobRun<'a, S> {
+    store: Option<&'a S>,
+    clock: &'a dyn Clock,
+    /// The record.
+    pub doc: JobDoc,
+}
+
+impl<'a, S: StateStore> JobRun<'a, S> {
+    /// A new run, or the interrupted one with the same id (resumed from its cursor).
+    pub async fn start(
+        store: Option<&'a S>,
+        clock: &'a dyn Clock,
+        id: String,
+        kind: JobKind,
+        params: String,
+    ) -> Result<Self, JobError> {
+        let now = clock.now();
+        if let Some(store) = store {
+            if let Some(mut doc) = store.job(&id).await? {
+                if doc.status == JobStatus::Running && doc.params == params {
+                    doc.updated_at = now;
+                    return Ok(Self { store: Some(store), clock, doc });
+                }
+            }
+        }
+        let doc = JobDoc {
+            id,
+            kind,
+            status: JobStatus::Running,
+            params,
+            cursor: None,
+            counts: JobCounts::default(),
+            errors: Vec::new(),
+            started_at: now,
+            updated_at: now,
+            finished_at: None,
+        };
+        let mut run = Self { store, clock, doc };
+        run.save().await?;
+        Ok(run)
+    }
+
+    /// Whether this run picks up an interrupted one.
+    pub fn resumed(&self) -> bool {
+        self.doc.cursor.is_some()
+    }
+
+    /// Saves the position to resume from (what is before it is done).
+    pub async fn checkpoint(&mut self, cursor: String) -> Result<(), JobError> {
+        self.doc.cursor = Some(cursor);
+        self.save().await
+    }
+
+    /// Ends the run.
+    pub async fn finish(&mut self, status: JobStatus) -> Result<(), JobError> {
+        self.doc.status = status;
+        self.doc.finished_at = Some(self.clock.now());
+        self.save().await
+    }
+
+    /// Saves the record as it is (its counts and errors), keeping its position.
+    pub async fn save(&mut self) -> Result<(), JobError> {
+        self.doc.updated_at = self.clock.now();
+        if let Some(store) = self.store {
+            store.put_job(&self.doc).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A subscription with its charges, as the facts reader wants it; a row it cannot read is
+/// a job error naming the subscription, never a stop.
+pub async fn subscription_record(
+    api: &HotmartApi,
+    subscription: &Subscription,
+) -> Result<Result<SubscriptionRecord, String>, HotmartApiError> {
+    let code = &subscription.subscriber_code;
+    let purchases = match api.subscription_purchases(code).await {
+        Ok(purchases) => purchases,
+        // Listed, then gone (or a sandbox that lists what it cannot show): nothing to say.
+        Err(HotmartApiError::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut charges = Vec::new();
+    for purchase in &purchases {
+        match ChargeRecord::from_api(&purchase.item.0) {
+            Ok(charge) => charges.push(charge),
+            Err(e) => return Ok(Err(row_error(&format!("subscription {code}, charge {}", purchase.transaction), &e))),
+        }
+    }
+    Ok(SubscriptionRecord::from_api(&subscription.item.0, charges)
+        .map_err(|e| row_error(&format!("subscription {code}"), &e)))
+}
+
+/// A record error with the record it is about.
+pub fn row_error(record: &str, error: &RecordError) -> String {
+    format!("{record}: {error}")
+}
+
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// `at` moved by `days` (negative: back).
+pub fn days_from(at: Timestamp, days: i64) -> Timestamp {
+    Timestamp::from_unix_millis(at.unix_millis().saturating_add(days.saturating_mul(DAY_MS))).unwrap_or(at)
+}
