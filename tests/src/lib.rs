@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod chaos;
 pub mod edge;
+pub mod hotmart_fake;
 pub mod mappings;
 pub mod process;
 pub mod pubsub_emulator;

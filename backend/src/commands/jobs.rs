@@ -5,7 +5,7 @@
 use super::CommandError;
 use crate::cli::{BackfillArgs, BackfillFrom, DriftArgs, ReconcileArgs};
 use crate::clock::{Clock, SystemClock};
-use crate::hotmart_api::HotmartApi;
+use crate::hotmart_api::{HotmartApi, HotmartApiError};
 use crate::jobs::backfill::{self, Plan};
 use crate::jobs::{reconcile, Destination, FactSink, JobError, JobRun};
 use crate::publish::EventPublisher;
@@ -27,7 +27,9 @@ impl From<SettingsError> for CommandError {
 impl From<JobError> for CommandError {
     fn from(e: JobError) -> Self {
         match e {
-            JobError::BadInput(_) | JobError::Csv(_) => CommandError::BadInput(e.to_string()),
+            JobError::BadInput(_) | JobError::Csv(_) | JobError::Api(HotmartApiError::Credentials { .. }) => {
+                CommandError::BadInput(e.to_string())
+            }
             other => CommandError::Failed(other.into()),
         }
     }
@@ -97,12 +99,13 @@ pub async fn backfill(args: &BackfillArgs) -> Result<String, CommandError> {
         return Err(CommandError::BadInput("--dry-run needs --mappings FILE (the access is judged by them)".into()));
     }
     let pepper = args.keys.pepper();
-    let store = match (args.dry_run, args.gcp_project.as_deref()) {
-        (true, None) => None,
-        (_, project_id) => Some(
-            service::store(&crate::cli::StoreArgs { gcp_project: project(project_id)?, keys: args.keys.clone() })
-                .await?,
-        ),
+    // A dry run shows what all the facts give, known or not, and touches no state.
+    let store = if args.dry_run {
+        None
+    } else {
+        let store_args =
+            crate::cli::StoreArgs { gcp_project: project(args.gcp_project.as_deref())?, keys: args.keys.clone() };
+        Some(service::store(&store_args).await?)
     };
     let (plan, client) = match &csv {
         Some(bytes) => (Plan::csv(bytes), None),
@@ -127,9 +130,7 @@ pub async fn backfill(args: &BackfillArgs) -> Result<String, CommandError> {
     } else {
         Destination::Publish(publisher(&args.publish, &project(args.gcp_project.as_deref())?).await?)
     };
-    // A dry run never writes: its job record lives only in memory.
-    let job_store = if args.dry_run { None } else { store.as_ref() };
-    let mut run = JobRun::start(job_store, &clock, plan.job_id(), JobKind::Backfill, plan.params()).await?;
+    let mut run = JobRun::start(store.as_ref(), &clock, plan.job_id(), JobKind::Backfill, plan.params()).await?;
     if run.resumed() {
         eprintln!("lms-bridge: backfill: resuming job {} from its last checkpoint", run.doc.id);
     }
@@ -172,11 +173,13 @@ async fn unfinished_until(
     Ok(None)
 }
 
-/// Records an error that stopped a job. Store failures leave it `running`: the same command
-/// resumes it; anything else needs an operator first.
+/// Records an error that stopped a job. Outages (the store, Pub/Sub, Hotmart past its
+/// retries) leave it `running`: the same command resumes it. Anything else (refused
+/// credentials, bad input) ends it `failed`: an operator fixes the cause and starts afresh.
 async fn fail<S: StateStore>(run: &mut JobRun<'_, S>, error: &JobError) -> Result<(), JobError> {
     run.doc.errors.push(error.to_string());
     match error {
+        JobError::Api(HotmartApiError::Credentials { .. }) => run.finish(JobStatus::Failed).await,
         JobError::Store(_) | JobError::Publish(_) | JobError::Api(_) => run.save().await,
         _ => run.finish(JobStatus::Failed).await,
     }

@@ -184,10 +184,11 @@ pub async fn from_api<S: StateStore>(
                 run.doc.counts.records += page.items.len() as u64;
                 let mut events = Vec::new();
                 for subscription in &page.items {
-                    match subscription_record(api, subscription).await? {
-                        Ok(record) => events.extend(subscription_events(&record, now)),
-                        Err(message) => run.doc.error(message),
+                    let mut errors = Vec::new();
+                    if let Some(record) = subscription_record(api, subscription, &mut errors).await? {
+                        events.extend(subscription_events(&record, now));
                     }
+                    errors.into_iter().for_each(|e| run.doc.error(e));
                 }
                 sink.offer(&mut run.doc.counts, events).await?;
                 page.next_page_token

@@ -178,12 +178,13 @@ impl<'a, S: StateStore> JobRun<'a, S> {
     }
 }
 
-/// A subscription with its charges, as the facts reader wants it; a row it cannot read is
-/// a job error naming the subscription, never a stop.
+/// A subscription with its charges, read for the facts: a charge that cannot be read is left
+/// out and reported (the others still count), a subscription that cannot be read is reported.
 pub async fn subscription_record(
     api: &HotmartApi,
     subscription: &Subscription,
-) -> Result<Result<SubscriptionRecord, String>, HotmartApiError> {
+    errors: &mut Vec<String>,
+) -> Result<Option<SubscriptionRecord>, HotmartApiError> {
     let code = &subscription.subscriber_code;
     let purchases = match api.subscription_purchases(code).await {
         Ok(purchases) => purchases,
@@ -195,11 +196,16 @@ pub async fn subscription_record(
     for purchase in &purchases {
         match ChargeRecord::from_api(&purchase.item.0) {
             Ok(charge) => charges.push(charge),
-            Err(e) => return Ok(Err(row_error(&format!("subscription {code}, charge {}", purchase.transaction), &e))),
+            Err(e) => errors.push(row_error(&format!("subscription {code}, charge {}", purchase.transaction), &e)),
         }
     }
-    Ok(SubscriptionRecord::from_api(&subscription.item.0, charges)
-        .map_err(|e| row_error(&format!("subscription {code}"), &e)))
+    match SubscriptionRecord::from_api(&subscription.item.0, charges) {
+        Ok(record) => Ok(Some(record)),
+        Err(e) => {
+            errors.push(row_error(&format!("subscription {code}"), &e));
+            Ok(None)
+        }
+    }
 }
 
 /// A record error with the record it is about.

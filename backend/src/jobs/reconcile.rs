@@ -90,10 +90,11 @@ pub async fn run<S: StateStore>(
     collect(api, &cancelled, &mut subscriptions, &mut seen, run).await?;
 
     for subscription in &subscriptions {
-        match subscription_record(api, subscription).await? {
-            Ok(record) => sink.offer(&mut run.doc.counts, subscription_events(&record, now)).await?,
-            Err(message) => run.doc.error(message),
+        let mut errors = Vec::new();
+        if let Some(record) = subscription_record(api, subscription, &mut errors).await? {
+            sink.offer(&mut run.doc.counts, subscription_events(&record, now)).await?;
         }
+        errors.into_iter().for_each(|e| run.doc.error(e));
     }
     run.finish(JobStatus::Done).await
 }
