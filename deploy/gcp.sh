@@ -22,7 +22,9 @@ environment: PROJECT (required), TALENTLMS_URL (required), TALENTLMS_API_KEY (fi
 to change it), REGION (us-central1), TALENTLMS_CALLS_PER_SECOND (30: lms-bridge's share of the
 portal's 40 calls/s, all instances together), DEACTIVATE_IDLE_USERS (false), PROJECT_NUMBER
 (looked up when absent), SERVICE, TOPIC, SUBSCRIPTION, DEAD_LETTER_TOPIC,
-DEAD_LETTER_SUBSCRIPTION (default names in deploy/pubsub.env), IMAGE_TAG
+DEAD_LETTER_SUBSCRIPTION (default names in deploy/pubsub.env), IMAGE_TAG; HOTMART_CLIENT_ID and
+HOTMART_CLIENT_SECRET (both, first run or to change them: they turn on the hourly reconcile),
+RECONCILE_SCHEDULE (0 * * * *)
 USAGE
 }
 
@@ -62,6 +64,9 @@ DEAD_LETTER_SUBSCRIPTION=${DEAD_LETTER_SUBSCRIPTION:-$PUBSUB_DEAD_LETTER_SUBSCRI
 SECRET=${SECRET:-talentlms-api-key}
 TOKEN_SECRET=${TOKEN_SECRET:-push-verification-token}
 PEPPER_SECRET=${PEPPER_SECRET:-student-key-pepper}
+HOTMART_ID_SECRET=${HOTMART_ID_SECRET:-hotmart-client-id}
+HOTMART_SECRET_SECRET=${HOTMART_SECRET_SECRET:-hotmart-client-secret}
+RECONCILE_SCHEDULE=${RECONCILE_SCHEDULE:-0 * * * *}
 SCHEDULE=${SCHEDULE:-*/5 * * * *}
 REPOSITORY=${REPOSITORY:-lms-bridge}
 DEACTIVATE_IDLE_USERS=${DEACTIVATE_IDLE_USERS:-false}
@@ -209,7 +214,36 @@ if $DRY_RUN; then
 elif ! has_version "$PEPPER_SECRET"; then
   openssl rand -hex 32 | tr -d '\n' | g_stdin '' secrets versions add "$PEPPER_SECRET" --data-file=-
 fi
-for secret in "$SECRET" "$TOKEN_SECRET" "$PEPPER_SECRET"; do
+# put_secret SECRET VALUE WHAT: a new version only when VALUE changed (re-runs add nothing).
+put_secret() {
+  local current=
+  gq secrets describe "$1" || g secrets create "$1" --replication-policy=automatic
+  if $DRY_RUN; then
+    g_stdin "$3" secrets versions add "$1" --data-file=-
+    return
+  fi
+  if has_version "$1"; then
+    current=$(gout secrets versions access latest --secret="$1")
+  fi
+  [ "$current" = "$2" ] || printf %s "$2" | g_stdin '' secrets versions add "$1" --data-file=-
+}
+# Hotmart API credentials turn on the hourly reconcile (webhooks lost before the edge are
+# found again through Hotmart's REST API). Given once; later runs find them in Secret Manager.
+RUNTIME_SECRETS=("$SECRET" "$TOKEN_SECRET" "$PEPPER_SECRET")
+RECONCILE=false
+if [ -n "${HOTMART_CLIENT_ID:-}" ] || [ -n "${HOTMART_CLIENT_SECRET:-}" ]; then
+  { [ -n "${HOTMART_CLIENT_ID:-}" ] && [ -n "${HOTMART_CLIENT_SECRET:-}" ]; } ||
+    die "set both HOTMART_CLIENT_ID and HOTMART_CLIENT_SECRET, or neither"
+  echo "== secrets: the Hotmart API credentials (reconcile)"
+  put_secret "$HOTMART_ID_SECRET" "$HOTMART_CLIENT_ID" 'the Hotmart client id, from HOTMART_CLIENT_ID'
+  put_secret "$HOTMART_SECRET_SECRET" "$HOTMART_CLIENT_SECRET" 'the Hotmart client secret, from HOTMART_CLIENT_SECRET'
+  RECONCILE=true
+elif ! $DRY_RUN && gq secrets describe "$HOTMART_ID_SECRET" && has_version "$HOTMART_ID_SECRET" &&
+  gq secrets describe "$HOTMART_SECRET_SECRET" && has_version "$HOTMART_SECRET_SECRET"; then
+  RECONCILE=true
+fi
+$RECONCILE && RUNTIME_SECRETS+=("$HOTMART_ID_SECRET" "$HOTMART_SECRET_SECRET")
+for secret in "${RUNTIME_SECRETS[@]}"; do
   g secrets add-iam-policy-binding "$secret" --member="serviceAccount:$RUN_SA" --role=roles/secretmanager.secretAccessor
 done
 
@@ -221,12 +255,16 @@ g builds submit --config=deploy/cloudbuild.yaml --substitutions="_IMAGE=$IMAGE" 
 # ack deadline: Pub/Sub redelivers what is answered later anyway.
 ENV_VARS="GCP_PROJECT=$PROJECT,PUSH_AUTH=cloud-run,PUSH_AUDIENCE=$URL,PUSH_SERVICE_ACCOUNT=$PUSH_SA"
 ENV_VARS+=",PUBSUB_SUBSCRIPTION=$SUBSCRIPTION,LMS=talentlms,TALENTLMS_URL=$TALENTLMS_URL"
-ENV_VARS+=",TALENTLMS_MAX_CALLS_PER_SECOND=$PACE,DEACTIVATE_IDLE_USERS=$DEACTIVATE_IDLE_USERS"
+ENV_VARS+=",TALENTLMS_MAX_CALLS_PER_SECOND=$PACE,DEACTIVATE_IDLE_USERS=$DEACTIVATE_IDLE_USERS,PUBSUB_TOPIC=$TOPIC"
+SECRET_VARS="TALENTLMS_API_KEY=$SECRET:latest,PUSH_VERIFICATION_TOKEN=$TOKEN_SECRET:latest,STUDENT_KEY_PEPPER=$PEPPER_SECRET:latest"
+if $RECONCILE; then
+  SECRET_VARS+=",HOTMART_CLIENT_ID=$HOTMART_ID_SECRET:latest,HOTMART_CLIENT_SECRET=$HOTMART_SECRET_SECRET:latest"
+fi
 g run deploy "$SERVICE" --image="$IMAGE" --region="$REGION" --service-account="$RUN_SA" \
   --no-allow-unauthenticated --invoker-iam-check --timeout="${PUBSUB_ACK_DEADLINE_SECONDS}s" --concurrency=20 --cpu=1 --memory=512Mi \
   --max-instances="$MAX_INSTANCES" \
   --set-env-vars="$ENV_VARS" \
-  --set-secrets="TALENTLMS_API_KEY=$SECRET:latest,PUSH_VERIFICATION_TOKEN=$TOKEN_SECRET:latest,STUDENT_KEY_PEPPER=$PEPPER_SECRET:latest"
+  --set-secrets="$SECRET_VARS"
 if ! $DRY_RUN; then
   actual=$(gout run services describe "$SERVICE" --region="$REGION" --format='value(status.url)')
   [ "$actual" = "$URL" ] ||
@@ -253,8 +291,12 @@ else
   g pubsub topics create "$TOPIC" --message-retention-duration="${PUBSUB_TOPIC_RETENTION_SECONDS}s"
 fi
 gq pubsub topics describe "$DEAD_LETTER_TOPIC" || g pubsub topics create "$DEAD_LETTER_TOPIC"
-# The edge may publish to the events topic and nothing else.
+# The edge may publish to the events topic and nothing else; the backend's reconcile publishes
+# the facts it finds there too (one intake path).
 g pubsub topics add-iam-policy-binding "$TOPIC" --member="serviceAccount:$EDGE_SA" --role=roles/pubsub.publisher
+if $RECONCILE; then
+  g pubsub topics add-iam-policy-binding "$TOPIC" --member="serviceAccount:$RUN_SA" --role=roles/pubsub.publisher
+fi
 # Pub/Sub itself moves undeliverable messages: it must publish to the dead-letter topic,
 # subscribe to the source subscription, and mint the push OIDC token.
 g pubsub topics add-iam-policy-binding "$DEAD_LETTER_TOPIC" --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher
@@ -297,6 +339,16 @@ if gq scheduler jobs describe lms-bridge-sweep --location="$REGION"; then
   g scheduler jobs update http lms-bridge-sweep "${sweep_flags[@]}"
 else
   g scheduler jobs create http lms-bridge-sweep "${sweep_flags[@]}"
+fi
+if $RECONCILE; then
+  echo "== Cloud Scheduler: the reconcile"
+  reconcile_flags=(--location="$REGION" --schedule="$RECONCILE_SCHEDULE" --uri="$URL/tasks/reconcile?token=$TOKEN"
+    --http-method=POST --oidc-service-account-email="$PUSH_SA" --oidc-token-audience="$URL" --format=none)
+  if gq scheduler jobs describe lms-bridge-reconcile --location="$REGION"; then
+    g scheduler jobs update http lms-bridge-reconcile "${reconcile_flags[@]}"
+  else
+    g scheduler jobs create http lms-bridge-reconcile "${reconcile_flags[@]}"
+  fi
 fi
 
 if $EDGE_KEY; then

@@ -537,6 +537,9 @@ pub struct DriftArgs {
     /// Queue and run the LMS actions that bring the LMS back in step.
     #[arg(long)]
     pub fix: bool,
+    /// Only this student (repeatable; default every student with an enrollment).
+    #[arg(long = "email", value_name = "EMAIL")]
+    pub emails: Vec<String>,
     /// State and LMS.
     #[command(flatten)]
     pub service: ServiceArgs,

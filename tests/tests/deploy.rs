@@ -52,7 +52,10 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// What the caller's environment could set for the script; each test sets what it means to.
-const SCRIPT_SETTINGS: [&str; 9] = [
+const SCRIPT_SETTINGS: [&str; 12] = [
+    "HOTMART_CLIENT_ID",
+    "HOTMART_CLIENT_SECRET",
+    "RECONCILE_SCHEDULE",
     "PROJECT_NUMBER",
     "PLAN_EXISTING",
     "MAX_INSTANCES",
@@ -1132,4 +1135,60 @@ fn the_operations_guide_lists_the_pubsub_plan_as_it_is() {
         keys += 1;
     }
     assert_eq!(rows.len(), keys, "a row for a key deploy/pubsub.env does not have: {rows:#?}");
+}
+
+#[test]
+fn hotmart_api_credentials_turn_on_the_hourly_reconcile_and_never_show() {
+    const CLIENT_SECRET: &str = "hotmart-secret-DO-NOT-SHOW";
+    let hotmart = [("HOTMART_CLIENT_ID", "hotmart-client-1"), ("HOTMART_CLIENT_SECRET", CLIENT_SECRET)];
+    // Without them: no reconcile, no Hotmart secret.
+    let plain = plan(&[], &[]);
+    assert!(!plain.contains("lms-bridge-reconcile") && !plain.contains("hotmart-client"), "{plain}");
+
+    let with = plan(&[], &hotmart);
+    assert!(!with.contains(CLIENT_SECRET) && !with.contains("hotmart-client-1"), "a credential leaked:\n{with}");
+    let commands = planned(&with);
+    for secret in ["hotmart-client-id", "hotmart-client-secret"] {
+        command(&commands, &["secrets", "create", secret]);
+        command(&commands, &["secrets", "add-iam-policy-binding", secret]);
+    }
+    let deploy = command(&commands, &["run", "deploy"]);
+    let secrets = pairs(flag(deploy, "--set-secrets"));
+    assert_eq!(secrets["HOTMART_CLIENT_ID"], "hotmart-client-id:latest");
+    assert_eq!(secrets["HOTMART_CLIENT_SECRET"], "hotmart-client-secret:latest");
+    assert_eq!(pairs(flag(deploy, "--set-env-vars"))["PUBSUB_TOPIC"], PLAN.topic);
+    let publishers: Vec<&Vec<String>> = commands
+        .iter()
+        .filter(|c| c.iter().any(|w| w == "lms-bridge-events") && c.iter().any(|w| w == "add-iam-policy-binding"))
+        .collect();
+    assert!(
+        publishers
+            .iter()
+            .any(|c| flag(c, "--member").contains("lms-bridge-run@") && flag(c, "--role") == "roles/pubsub.publisher"),
+        "the backend may not publish: {publishers:?}"
+    );
+    let job = command(&commands, &["scheduler", "jobs", "create", "http", "lms-bridge-reconcile"]);
+    assert_eq!(flag(job, "--uri"), format!("{}/tasks/reconcile?token=<secret>", dry_run_url()));
+    assert_eq!(flag(job, "--schedule"), "0 * * * *");
+
+    // One without the other is refused, naming both.
+    let output = dry_run(&[], &hotmart[..1]);
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("HOTMART_CLIENT_ID and HOTMART_CLIENT_SECRET"), "{said}");
+
+    // A real run stores them through stdin only, and schedules the reconcile with the token.
+    let fake = FakeDeploy::new();
+    let output = fake.run(&[], &hotmart);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(!text(&output).contains(CLIENT_SECRET));
+    let calls = fake.calls();
+    assert!(calls.iter().all(|c| !c.iter().any(|w| w.contains(CLIENT_SECRET))), "a credential in an argument");
+    let job = command(&calls, &["jobs", "create", "http", "lms-bridge-reconcile"]);
+    assert_eq!(flag(job, "--uri"), format!("{URL}/tasks/reconcile?token={TOKEN}"));
+}
+
+/// The service URL a dry run computes (the project number is a placeholder there).
+fn dry_run_url() -> String {
+    format!("https://lms-bridge-PROJECT_NUMBER.{REGION}.run.app")
 }

@@ -14,7 +14,7 @@ use crate::settings::{self, PublishSettings, SettingsError};
 use crate::simulate;
 use crate::store::docs::{JobDoc, JobKind, JobStatus};
 use crate::store::{FirestoreStore, StateStore};
-use lms_bridge_shared::{Event, Pepper, Timestamp};
+use lms_bridge_shared::{Email, Event, Pepper, Timestamp};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -238,8 +238,15 @@ pub async fn reconcile(args: &ReconcileArgs) -> Result<String, CommandError> {
 
 /// `drift [--fix]`: one JSON line per difference, then a summary line.
 pub async fn drift(args: &DriftArgs) -> Result<String, CommandError> {
+    let pepper = args.service.store.keys.pepper();
+    let only = args
+        .emails
+        .iter()
+        .map(|e| Email::parse(e).map(|e| e.student_key_with(pepper.as_ref())))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CommandError::BadInput(format!("--email: {e}")))?;
     let engine = service::engine(&args.service).await?;
-    let report = engine.drift(args.fix).await.map_err(|e| CommandError::Failed(e.into()))?;
+    let report = engine.drift(args.fix, &only).await.map_err(|e| CommandError::Failed(e.into()))?;
     let mut out = String::new();
     for difference in &report.differences {
         out.push_str(&format!("{}\n", json!(difference)));

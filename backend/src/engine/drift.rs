@@ -52,10 +52,21 @@ pub struct DriftReport {
 }
 
 impl<S: StateStore> Engine<S> {
-    /// Compares every student with enrollments against the LMS; with `fix`, queues and runs the
-    /// actions that bring the LMS back to the state.
-    pub async fn drift(&self, fix: bool) -> Result<DriftReport, ApplyError> {
+    /// Compares these students (every student with enrollments when `only` is empty) against
+    /// the LMS; with `fix`, queues and runs the actions that bring the LMS back to the state.
+    pub async fn drift(&self, fix: bool, only: &[StudentKey]) -> Result<DriftReport, ApplyError> {
         let mut report = DriftReport::default();
+        if !only.is_empty() {
+            for student in only {
+                let docs = self.store.enrollments_of(student).await?;
+                report.students += 1;
+                match self.drift_of(student, &docs, fix).await {
+                    Ok(found) => report.differences.extend(found),
+                    Err(e) => report.errors.push(format!("student {student}: {e}")),
+                }
+            }
+            return Ok(report);
+        }
         let mut after: Option<StudentKey> = None;
         loop {
             let page = self.store.enrollments_after(after.as_ref(), PAGE).await?;
