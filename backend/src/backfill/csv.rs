@@ -1,4 +1,4 @@
-//! Hotmart's CSV sales export, "Modelo Detalhado de Vendas" (facts §7), read into
+//! Hotmart's CSV sales export, "Modelo Detalhado de Vendas", read into
 //! [`SaleRecord`]s: the operator's offline backfill.
 //!
 //! The format, as six independent parsers of it agree: `;`-separated (`,` and tab also seen,

@@ -3,11 +3,12 @@
 //! export both state them. [`super::events`] turns them into normalized events; the API client
 //! and [`super::csv`] only have to fill them in.
 //!
-//! The `from_api` readers take one JSON item as the API returns it. They follow the facts in
-//! shared/hotmart-api.md: absent fields are omitted (never null), ids come as numbers or
-//! strings, dates are epoch milliseconds, except in one documented example where they are
-//! seconds (see [`instant`]).
+//! The `from_api` readers take one JSON item as the API returns it. They follow what
+//! docs/hotmart.md says of the REST API: absent fields are omitted (never null), ids come as
+//! numbers or strings, dates are epoch milliseconds, except in one documented example where
+//! they are seconds (see [`instant`]).
 
+pub use crate::hotmart_api::{SaleStatus, SubscriptionStatus, UnknownStatus};
 use lms_bridge_shared::event::Amount;
 use lms_bridge_shared::{ChargeId, Email, GrantId, ProductId, Timestamp};
 use serde_json::Value;
@@ -30,11 +31,6 @@ impl fmt::Display for Field {
         }
     }
 }
-
-/// A status text that is none of the known spellings.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status `{0}`")]
-pub struct UnknownStatus(pub String);
 
 /// Why an API item or CSV row is not a usable record. One line, naming the field and the value
 /// (never an email: those are PII, so only "buyer email is invalid" is said).
@@ -85,117 +81,6 @@ impl RecordError {
 /// At most 64 characters of `value`, control characters replaced: for error messages.
 pub(crate) fn printable(value: &str) -> String {
     value.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect()
-}
-
-macro_rules! statuses {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum $name {
-            $($(#[$vdoc])* $variant,)*
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &[$name] = &[$($name::$variant,)*];
-
-            /// The REST API's spelling.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)*
-                }
-            }
-
-            /// Reads the REST API's spelling (trimmed, any ASCII case).
-            pub fn parse(text: &str) -> Result<Self, UnknownStatus> {
-                let text = text.trim();
-                $(if text.eq_ignore_ascii_case($text) {
-                    return Ok($name::$variant);
-                })*
-                Err(UnknownStatus(printable(text)))
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-statuses!(
-    /// A sale's (or one subscription charge's) status: the 17 values of `transaction_status`.
-    SaleStatus {
-        /// Paid, within the warranty period.
-        Approved = "APPROVED",
-        /// Paid, warranty period over.
-        Complete = "COMPLETE",
-        /// Money returned.
-        Refunded = "REFUNDED",
-        /// Part of the money returned; the purchase stands.
-        PartiallyRefunded = "PARTIALLY_REFUNDED",
-        /// The card holder disputed the charge with the bank, and won.
-        Chargeback = "CHARGEBACK",
-        /// A complaint (dispute) is open.
-        Protested = "PROTESTED",
-        /// The payment did not go through.
-        Cancelled = "CANCELLED",
-        /// The payment window ran out (billet, PIX).
-        Expired = "EXPIRED",
-        /// Blocked by the platform.
-        Blocked = "BLOCKED",
-        /// Refused for lack of funds.
-        NoFunds = "NO_FUNDS",
-        /// A charge past due.
-        Overdue = "OVERDUE",
-        /// Waiting for the payment.
-        WaitingPayment = "WAITING_PAYMENT",
-        /// Checkout started.
-        Started = "STARTED",
-        /// Billet printed, not paid yet.
-        PrintedBillet = "PRINTED_BILLET",
-        /// Being processed.
-        ProcessingTransaction = "PROCESSING_TRANSACTION",
-        /// Under analysis; the API's own misspelling.
-        UnderAnalysis = "UNDER_ANALISYS",
-        /// A pre-order.
-        PreOrder = "PRE_ORDER",
-    }
-);
-
-statuses!(
-    /// A subscription's status (`/subscriptions` `status`).
-    SubscriptionStatus {
-        /// Last charge paid, in period.
-        Active = "ACTIVE",
-        /// First charge never paid.
-        Inactive = "INACTIVE",
-        /// Last charge overdue, still in period (displayed "Overdue").
-        Delayed = "DELAYED",
-        /// Cancelled by the subscriber.
-        CancelledByCustomer = "CANCELLED_BY_CUSTOMER",
-        /// Cancelled by the producer.
-        CancelledBySeller = "CANCELLED_BY_SELLER",
-        /// Cancelled by Hotmart.
-        CancelledByAdmin = "CANCELLED_BY_ADMIN",
-        /// First charge issued, unpaid (displayed "Initiated").
-        Started = "STARTED",
-        /// The subscription's duration ended (displayed "Expired").
-        Overdue = "OVERDUE",
-    }
-);
-
-impl SubscriptionStatus {
-    /// One of the three cancellations.
-    pub fn is_cancelled(self) -> bool {
-        matches!(
-            self,
-            SubscriptionStatus::CancelledByCustomer
-                | SubscriptionStatus::CancelledBySeller
-                | SubscriptionStatus::CancelledByAdmin
-        )
-    }
 }
 
 /// One sale (`/sales/history` item, or one row of the CSV export).
@@ -424,7 +309,7 @@ mod tests {
 
     #[test]
     fn the_live_sales_history_item_reads() {
-        // The live, anonymized item of the facts file (§2).
+        // A live, anonymized `sales/history` item.
         let item = json!({
             "producer": {"name": "Produtor exemplo", "ucode": "00000000-0000-4000-8000-000000000001"},
             "buyer": {"name": "Aluno exemplo", "ucode": "00000000-0000-4000-8000-000000000002", "email": "aluno@example.com"},

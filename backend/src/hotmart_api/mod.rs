@@ -1,5 +1,5 @@
-//! Hotmart's REST API, for backfill and reconciliation (the facts behind every choice here:
-//! `hotmart-api.md`, §1 auth, §2 sales history, §4 subscriptions, §5 pagination and errors).
+//! Hotmart's REST API, for backfill and reconciliation (what it relies on, and how it guards
+//! against what Hotmart leaves undocumented: docs/hotmart.md, "The REST API").
 //!
 //! Queries always carry an explicit window and explicit statuses: without them Hotmart
 //! applies defaults that silently hide rows (sales: only APPROVED and COMPLETE; subscriptions:
@@ -18,7 +18,7 @@ mod walk;
 
 pub use error::HotmartApiError;
 pub use model::{Offer, Page, Person, Plan, Price, Product, Sale, Subscription, SubscriptionPurchase};
-pub use query::{SaleStatus, SalesQuery, SubscriptionStatus, SubscriptionWindow, SubscriptionsQuery};
+pub use query::{SaleStatus, SalesQuery, SubscriptionStatus, SubscriptionWindow, SubscriptionsQuery, UnknownStatus};
 pub use walk::{Walk, Walkable};
 
 use crate::cli::Secret;
@@ -406,10 +406,10 @@ mod tests {
     #[test]
     fn status_spellings_round_trip() {
         for status in SaleStatus::ALL {
-            assert_eq!(SaleStatus::parse(status.as_str()), Some(*status));
+            assert_eq!(SaleStatus::parse(status.as_str()), Ok(*status));
         }
         assert_eq!(SaleStatus::ALL.len(), 17);
-        assert_eq!(SaleStatus::UnderAnalisys.as_str(), "UNDER_ANALISYS");
-        assert_eq!(SubscriptionStatus::parse("CANCELLED_BY_BUYER"), None);
+        assert_eq!(SaleStatus::UnderAnalysis.as_str(), "UNDER_ANALISYS");
+        assert!(SubscriptionStatus::parse("CANCELLED_BY_BUYER").is_err());
     }
 }

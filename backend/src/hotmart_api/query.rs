@@ -1,28 +1,47 @@
-//! What the caller asks for. Statuses are enums so that only values Hotmart accepts are sent
-//! (an unknown one is a 400); the rows keep Hotmart's text, which the caller maps.
+//! What the caller asks for, and Hotmart's status vocabularies. Statuses are enums so that
+//! only values Hotmart accepts are sent (an unknown one is a 400); the rows keep Hotmart's
+//! text, which the backfill's readers map with [`SaleStatus::parse`], naming what they do not
+//! know.
 
 use lms_bridge_shared::Timestamp;
 use std::fmt;
 
+/// A status text that is none of the known spellings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status `{0}`")]
+pub struct UnknownStatus(pub String);
+
+/// At most 64 characters of `value`, control characters replaced: for error messages.
+fn printable(value: &str) -> String {
+    value.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 macro_rules! statuses {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal,)* }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        #[allow(missing_docs, reason = "Hotmart's own names")]
-        pub enum $name { $($variant,)* }
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
 
         impl $name {
-            /// Every value.
-            pub const ALL: &'static [Self] = &[$(Self::$variant,)*];
+            /// Every value, in declaration order.
+            pub const ALL: &[$name] = &[$($name::$variant,)*];
 
-            /// The API's spelling.
+            /// The REST API's spelling.
             pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text,)* }
+                match self {
+                    $($name::$variant => $text,)*
+                }
             }
 
-            /// From the API's spelling.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($text => Some(Self::$variant),)* _ => None }
+            /// Reads the REST API's spelling (trimmed, any ASCII case).
+            pub fn parse(text: &str) -> Result<Self, UnknownStatus> {
+                let text = text.trim();
+                $(if text.eq_ignore_ascii_case($text) {
+                    return Ok($name::$variant);
+                })*
+                Err(UnknownStatus(printable(text)))
             }
         }
 
@@ -34,40 +53,77 @@ macro_rules! statuses {
     };
 }
 
-statuses! {
-    /// A `transaction_status` Hotmart accepts (REST spellings: not the webhook's).
+statuses!(
+    /// A sale's (or one subscription charge's) status: the 17 values of `transaction_status`.
     SaleStatus {
+        /// Paid, within the warranty period.
         Approved = "APPROVED",
-        Blocked = "BLOCKED",
-        Cancelled = "CANCELLED",
-        Chargeback = "CHARGEBACK",
+        /// Paid, warranty period over.
         Complete = "COMPLETE",
-        Expired = "EXPIRED",
-        NoFunds = "NO_FUNDS",
-        Overdue = "OVERDUE",
-        PartiallyRefunded = "PARTIALLY_REFUNDED",
-        PreOrder = "PRE_ORDER",
-        PrintedBillet = "PRINTED_BILLET",
-        ProcessingTransaction = "PROCESSING_TRANSACTION",
-        Protested = "PROTESTED",
+        /// Money returned.
         Refunded = "REFUNDED",
-        Started = "STARTED",
-        UnderAnalisys = "UNDER_ANALISYS",
-        WaitingPayment = "WAITING_PAYMENT",
-    }
-}
-
-statuses! {
-    /// A subscription `status` Hotmart accepts (an unknown one is a 400).
-    SubscriptionStatus {
-        Active = "ACTIVE",
-        Inactive = "INACTIVE",
-        Delayed = "DELAYED",
-        CancelledByCustomer = "CANCELLED_BY_CUSTOMER",
-        CancelledBySeller = "CANCELLED_BY_SELLER",
-        CancelledByAdmin = "CANCELLED_BY_ADMIN",
-        Started = "STARTED",
+        /// Part of the money returned; the purchase stands.
+        PartiallyRefunded = "PARTIALLY_REFUNDED",
+        /// The card holder disputed the charge with the bank, and won.
+        Chargeback = "CHARGEBACK",
+        /// A complaint (dispute) is open.
+        Protested = "PROTESTED",
+        /// The payment did not go through.
+        Cancelled = "CANCELLED",
+        /// The payment window ran out (billet, PIX).
+        Expired = "EXPIRED",
+        /// Blocked by the platform.
+        Blocked = "BLOCKED",
+        /// Refused for lack of funds.
+        NoFunds = "NO_FUNDS",
+        /// A charge past due.
         Overdue = "OVERDUE",
+        /// Waiting for the payment.
+        WaitingPayment = "WAITING_PAYMENT",
+        /// Checkout started.
+        Started = "STARTED",
+        /// Billet printed, not paid yet.
+        PrintedBillet = "PRINTED_BILLET",
+        /// Being processed.
+        ProcessingTransaction = "PROCESSING_TRANSACTION",
+        /// Under analysis; the API's own misspelling.
+        UnderAnalysis = "UNDER_ANALISYS",
+        /// A pre-order.
+        PreOrder = "PRE_ORDER",
+    }
+);
+
+statuses!(
+    /// A subscription's status (`/subscriptions` `status`).
+    SubscriptionStatus {
+        /// Last charge paid, in period.
+        Active = "ACTIVE",
+        /// First charge never paid.
+        Inactive = "INACTIVE",
+        /// Last charge overdue, still in period (displayed "Overdue").
+        Delayed = "DELAYED",
+        /// Cancelled by the subscriber.
+        CancelledByCustomer = "CANCELLED_BY_CUSTOMER",
+        /// Cancelled by the producer.
+        CancelledBySeller = "CANCELLED_BY_SELLER",
+        /// Cancelled by Hotmart.
+        CancelledByAdmin = "CANCELLED_BY_ADMIN",
+        /// First charge issued, unpaid (displayed "Initiated").
+        Started = "STARTED",
+        /// The subscription's duration ended (displayed "Expired").
+        Overdue = "OVERDUE",
+    }
+);
+
+impl SubscriptionStatus {
+    /// One of the three cancellations.
+    pub fn is_cancelled(self) -> bool {
+        matches!(
+            self,
+            SubscriptionStatus::CancelledByCustomer
+                | SubscriptionStatus::CancelledBySeller
+                | SubscriptionStatus::CancelledByAdmin
+        )
     }
 }
 

@@ -1,5 +1,5 @@
-//! The Hotmart fake: an HTTP server speaking Hotmart's REST API (what the backfill relies on:
-//! the facts in `hotmart-api.md`, "What a faithful local fake must reproduce" items 1–10),
+//! The Hotmart fake: an HTTP server speaking Hotmart's REST API as docs/hotmart.md describes it
+//! (tokens, sales history, subscriptions and their charges, pages, rate limits, errors),
 //! with in-memory sales and subscriptions, for tests and local runs. One server answers both
 //! the token host's path and the API paths: point the auth URL and the API URL at it.
 //!
@@ -14,7 +14,7 @@
 //!   `client_id`/`client_secret` in the query must match too); `grant_type=client_credentials`
 //!   in the query or a form body. Every call mints a new opaque token (holding `%` and `=`)
 //!   valid `--expires-in` seconds; earlier tokens stay valid until they expire.
-//! * `GET /payments/api/v1/sales/history` and `/sales/users`: every filter of the facts' §2,
+//! * `GET /payments/api/v1/sales/history` and `/sales/users`: every filter Hotmart documents,
 //!   the {APPROVED, COMPLETE} default unless `transaction` or `transaction_status` is given
 //!   (`transaction_status` as repeated keys or a comma list), windows over 366 days and
 //!   unknown enum values refused (400 `invalid_parameter`), dates matched on `order_date`;
@@ -63,7 +63,7 @@ use tiny_http::{Header, Method, Request, Response, Server};
 
 const ERROR_URI: &str = "https://developers.hotmart.com/docs/en/start/http-response-codes/";
 const FULL_AUTH: &str = "Full authentication is required to access this resource.";
-/// The live text of a 400 `invalid_parameter` (facts §5).
+/// The live text of a 400 `invalid_parameter`.
 const UNACCEPTABLE: &str = "The request was unacceptable, often due to a misconfigured parameter";
 const SALE_STATUSES: [&str; 17] = [
     "APPROVED",
