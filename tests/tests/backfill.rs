@@ -282,6 +282,15 @@ fn a_backfill_killed_half_way_resumes_from_its_checkpoint_and_applies_nothing_tw
     command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let history = "/payments/api/v1/sales/history";
     let calls = || chain.fake.state()["calls"][history].as_u64().unwrap_or(0);
+    // How many sales pages the whole walk reads: a dry run walks it and touches nothing.
+    let mappings = std::env::temp_dir().join("lms-bridge-kill-mappings.toml");
+    std::fs::write(&mappings, Mappings::new().lifetime(LIFETIME, &["501"]).toml()).unwrap();
+    let before = calls();
+    let mut dry = args.to_vec();
+    dry.extend(["--dry-run", "--mappings", mappings.to_str().unwrap()]);
+    let output = chain.run(&dry, &slow);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let whole_walk = calls() - before;
     let before = calls();
     let mut first = Service::spawn("backfill-killed", command);
     let started = Instant::now();
@@ -291,10 +300,15 @@ fn a_backfill_killed_half_way_resumes_from_its_checkpoint_and_applies_nothing_tw
     }
     first.stop();
 
+    let killed_at = calls();
     let output = chain.run(&args, &slow);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
     assert!(stderr.contains("resuming job backfill-"), "{stderr}");
+    // Resumed where it stopped: the pages read before the kill are not read again (but the one
+    // in flight may be).
+    let resumed = calls() - killed_at;
+    assert!(resumed + (killed_at - before) <= whole_walk + 1, "{resumed} pages after the kill, {whole_walk} in all");
     let summary: Value = serde_json::from_str(String::from_utf8_lossy(&output.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(summary["status"], "done", "{summary}");
     chain.settle(&expected, Duration::from_secs(120));
