@@ -43,7 +43,9 @@ impl HotmartFake {
     }
 
     fn post(&self, path: &str, body: &Value) {
-        let response = reqwest::blocking::Client::new().post(format!("{}/_fake/{path}", self.url)).json(body).send();
+        // Loading tens of thousands of rows takes the fake a while.
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
+        let response = client.post(format!("{}/_fake/{path}", self.url)).json(body).send();
         let response = response.unwrap();
         assert!(response.status().is_success(), "fake {path}: {}", response.text().unwrap_or_default());
     }
