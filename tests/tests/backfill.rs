@@ -355,6 +355,24 @@ fn one_reconcile_run_recovers_a_lost_purchase_and_then_a_lost_refund() {
     assert_eq!(report["counts"]["published"], 1, "only the refund is new: {report}");
     chain.settle(&BTreeMap::from([(email.to_owned(), Vec::new())]), Duration::from_secs(30));
 
+    // A subscription's charge whose webhook was lost: found through the sale, then the
+    // subscription by the buyer's email and product, with its charges.
+    let subscriber = "rc-sub@example.com";
+    let charges = [Charge { transaction: "TXRC0001".into(), status: "APPROVED", approved_ms: Some(now - 3 * DAY_MS) }];
+    chain.fake.add(&HotmartData::new().subscription(
+        "SRC0001",
+        subscriber,
+        MONTHLY,
+        "ACTIVE",
+        now + 27 * DAY_MS,
+        None,
+        &charges,
+    ));
+    let (status, report) = reconcile(chain);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["counts"]["published"], 1, "the subscription's approval: {report}");
+    chain.settle(&BTreeMap::from([(subscriber.to_owned(), vec!["502".to_owned()])]), Duration::from_secs(30));
+
     // A run with nothing lost publishes nothing.
     let (_, report) = reconcile(chain);
     assert_eq!(report["counts"]["published"], 0, "{report}");
