@@ -10,7 +10,8 @@ use lms_bridge_shared::pubsub::PubsubMessage;
 use lms_bridge_shared::Event;
 use std::num::NonZeroU32;
 
-/// Publishing failed; nothing after the failing event was published.
+/// Publishing failed for at least one event (others of the batch may be published: a job
+/// publishes the page again, and duplicates are no-ops).
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// The client could not be built (credentials, endpoint).
@@ -69,12 +70,12 @@ impl EventPublisher {
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
             self.pace.until_ready().await;
-            let wire = PubsubMessage::from_event(event);
-            let mut message = Message::new().set_data(event.to_json()).set_attributes(wire.attributes);
-            if let Some(key) = &wire.ordering_key {
+            let key = event.student_key().map(ToString::to_string);
+            let mut message = Message::new().set_data(event.to_json()).set_attributes(PubsubMessage::attributes(event));
+            if let Some(key) = &key {
                 message = message.set_ordering_key(key.clone());
             }
-            pending.push((event, wire.ordering_key, self.publisher.publish(message)));
+            pending.push((event, key, self.publisher.publish(message)));
         }
         let mut first_error = None;
         for (event, key, published) in pending {

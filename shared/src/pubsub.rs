@@ -21,17 +21,22 @@ pub struct PubsubMessage {
 impl PubsubMessage {
     /// The message for an event.
     pub fn from_event(event: &Event) -> Self {
-        let attributes = BTreeMap::from([
+        Self {
+            data: base64::engine::general_purpose::STANDARD.encode(event.to_json()),
+            attributes: Self::attributes(event),
+            ordering_key: event.student_key().map(|k| k.to_string()),
+        }
+    }
+
+    /// The attributes every message of an event carries (for clients that send the data as
+    /// bytes, not base64).
+    pub fn attributes(event: &Event) -> BTreeMap<String, String> {
+        BTreeMap::from([
             ("schema".to_owned(), event.schema.to_string()),
             ("source".to_owned(), event.source.to_string()),
             ("event_id".to_owned(), event.id.to_string()),
             ("change".to_owned(), event.change.kind().to_owned()),
-        ]);
-        Self {
-            data: base64::engine::general_purpose::STANDARD.encode(event.to_json()),
-            attributes,
-            ordering_key: event.student_key().map(|k| k.to_string()),
-        }
+        ])
     }
 }
 

@@ -366,6 +366,25 @@ impl Backend {
             .unwrap()
     }
 
+    /// `lms-bridge pubsub setup` against the emulator at `host`, pushing to this backend (1 s
+    /// first retry), as `make dev` runs it; `extra` adds flags (another subscription, project).
+    pub fn pubsub_setup(&self, host: &str, extra: &[&str]) {
+        let endpoint = format!("{}/pubsub/push", self.url);
+        let mut args = vec![
+            "pubsub",
+            "setup",
+            "--push-endpoint",
+            &endpoint,
+            "--min-backoff-seconds",
+            "1",
+            "--pubsub-emulator-host",
+            host,
+        ];
+        args.extend_from_slice(extra);
+        let setup = self.cli(&args);
+        assert!(setup.status.success(), "pubsub setup: {}", String::from_utf8_lossy(&setup.stderr));
+    }
+
     /// Imports mappings from TOML text through the CLI.
     pub fn import_mappings(&self, toml: &str) {
         let path = std::env::temp_dir().join(format!("mappings-{}.toml", self.project));

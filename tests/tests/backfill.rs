@@ -53,17 +53,7 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
         ]);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let backend = Backend::start(PROJECT, &firestore, &sandbox, &issuer, &env);
-        let setup = backend.cli(&[
-            "pubsub",
-            "setup",
-            "--push-endpoint",
-            &format!("{}/pubsub/push", backend.url),
-            "--min-backoff-seconds",
-            "1",
-            "--pubsub-emulator-host",
-            &pubsub.host,
-        ]);
-        assert!(setup.status.success(), "pubsub setup: {}", String::from_utf8_lossy(&setup.stderr));
+        backend.pubsub_setup(&pubsub.host, &[]);
         backend
             .import_mappings(&Mappings::new().lifetime(LIFETIME, &["501"]).subscription(MONTHLY, &["502"], 3).toml());
         Chain { sandbox, backend, pubsub, fake, _firestore: firestore, _issuer: issuer }

@@ -38,7 +38,7 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
         let sandbox = Sandbox::start(&[]);
         // The emulator's push carries no OIDC token: the backend runs as `make dev` runs it.
         let backend = Backend::start(PROJECT, &firestore, &sandbox, &issuer, &[("PUSH_AUTH", "none")]);
-        setup_pubsub(&backend, &pubsub.host);
+        backend.pubsub_setup(&pubsub.host, &[]);
         backend.import_mappings(&mappings::chain().toml());
         let proxy = ChaosProxy::start(&pubsub.host);
         let edge = Edge::start(
@@ -53,21 +53,6 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
         Chain { proxy, sandbox, backend, edge, pubsub: Mutex::new(pubsub), firestore, _issuer: issuer }
     });
     (turn, chain)
-}
-
-/// `lms-bridge pubsub setup` for the chain's backend, as `make dev` runs it.
-fn setup_pubsub(backend: &Backend, host: &str) {
-    let setup = backend.cli(&[
-        "pubsub",
-        "setup",
-        "--push-endpoint",
-        &format!("{}/pubsub/push", backend.url),
-        "--min-backoff-seconds",
-        "1",
-        "--pubsub-emulator-host",
-        host,
-    ]);
-    assert!(setup.status.success(), "pubsub setup: {}", String::from_utf8_lossy(&setup.stderr));
 }
 
 /// `email`'s purchase of the fixtures' product (lifetime: course 101) under `transaction`,
@@ -159,21 +144,7 @@ fn a_backend_killed_mid_stream_loses_nothing_and_doubles_nothing() {
     let start = || Backend::start_on(port, "kill-test", firestore, &sandbox, issuer, &[("PUSH_AUTH", "none")]);
     let mut backend = start();
     backend.import_mappings(&mappings::sample().toml());
-    let setup = backend.cli(&[
-        "pubsub",
-        "setup",
-        "--push-endpoint",
-        &format!("{}/pubsub/push", backend.url),
-        "--subscription",
-        "kill-test",
-        "--gcp-project",
-        PROJECT,
-        "--min-backoff-seconds",
-        "1",
-        "--pubsub-emulator-host",
-        &pubsub_host,
-    ]);
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    backend.pubsub_setup(&pubsub_host, &["--subscription", "kill-test", "--gcp-project", PROJECT]);
 
     // 200 webhooks: 100 approvals, 50 refunds, 50 resends of approvals under new ids.
     let student = |i: usize| format!("stream-{i}@example.com");

@@ -58,12 +58,7 @@ impl<S: StateStore> Engine<S> {
         let mut report = DriftReport::default();
         if !only.is_empty() {
             for student in only {
-                let docs = self.store.enrollments_of(student).await?;
-                report.students += 1;
-                match self.drift_of(student, &docs, fix).await {
-                    Ok(found) => report.differences.extend(found),
-                    Err(e) => report.errors.push(format!("student {student}: {e}")),
-                }
+                self.compare(student, fix, &mut report).await?;
             }
             return Ok(report);
         }
@@ -74,17 +69,23 @@ impl<S: StateStore> Engine<S> {
             let mut students: Vec<StudentKey> = page.iter().map(|d| d.student_key.clone()).collect();
             students.dedup();
             for student in students {
-                // Read whole: a full page may have cut the last student short.
-                let docs = self.store.enrollments_of(&student).await?;
-                report.students += 1;
-                match self.drift_of(&student, &docs, fix).await {
-                    Ok(found) => report.differences.extend(found),
-                    Err(e) => report.errors.push(format!("student {student}: {e}")),
-                }
+                self.compare(&student, fix, &mut report).await?;
             }
             after = Some(last);
         }
         Ok(report)
+    }
+
+    /// One student, read whole (a full page may have cut the last student short); an LMS that
+    /// cannot be asked about them is reported, not a stop.
+    async fn compare(&self, student: &StudentKey, fix: bool, report: &mut DriftReport) -> Result<(), ApplyError> {
+        let docs = self.store.enrollments_of(student).await?;
+        report.students += 1;
+        match self.drift_of(student, &docs, fix).await {
+            Ok(found) => report.differences.extend(found),
+            Err(e) => report.errors.push(format!("student {student}: {e}")),
+        }
+        Ok(())
     }
 
     async fn drift_of(

@@ -11,10 +11,10 @@
 //! From the CSV export, the rows are read in pages of [`CSV_PAGE`], with the same checkpoints.
 
 use super::progress::Progress;
-use super::{days_from, row_error, subscription_record, FactSink, JobError, JobRun};
-use crate::backfill::{read_sales_csv, sale_events, subscription_events, SaleRecord};
+use super::{days_from, sale_facts, subscription_facts, FactSink, JobError, JobRun};
+use crate::backfill::{read_sales_csv, sale_events};
 use crate::hotmart_api::{
-    HotmartApi, SaleStatus, SalesQuery, SubscriptionStatus, SubscriptionWindow, SubscriptionsQuery,
+    HotmartApi, SaleStatus, SalesQuery, SubscriptionStatus, SubscriptionWindow, SubscriptionsQuery, Walk, Walkable,
 };
 use crate::store::docs::{JobKind, JobStatus};
 use crate::store::StateStore;
@@ -157,52 +157,61 @@ pub async fn from_api<S: StateStore>(
     let mut cursor: Cursor = run.doc.cursor.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
     let mut progress = Progress::new("backfill", total);
     while let Some(step) = steps.get(cursor.step) {
-        let next = match step {
+        let from = cursor.page.take();
+        // The walk guards against a repeated page token and a runaway page count, and drops
+        // rows a shifted page repeats.
+        match step {
             Step::Sales(query) => {
-                let page = api.sales_page(query, cursor.page.as_deref()).await?;
-                run.doc.counts.pages += 1;
-                run.doc.counts.records += page.items.len() as u64;
-                let mut events = Vec::new();
-                for sale in &page.items {
-                    match SaleRecord::from_api(&sale.item.0) {
-                        Ok(record) => {
-                            let found = sale_events(&record, now);
-                            if found.is_empty() {
-                                run.doc.counts.skipped += 1;
-                            }
-                            events.extend(found);
-                        }
-                        Err(e) => run.doc.error(row_error(&format!("sale {}", sale.transaction), &e)),
+                let mut pages = walk(api, query, from);
+                while let Some(sales) = pages.next_page().await? {
+                    run.doc.counts.pages += 1;
+                    let (events, of_subscriptions) = sale_facts(&sales, &mut run.doc, now);
+                    run.doc.counts.skipped += of_subscriptions.len() as u64;
+                    sink.offer(&mut run.doc.counts, events).await?;
+                    if let Some(token) = pages.page_token() {
+                        let at = Cursor { step: cursor.step, page: Some(token.to_owned()) };
+                        save(run, &mut progress, total, &at).await?;
                     }
                 }
-                sink.offer(&mut run.doc.counts, events).await?;
-                page.next_page_token
             }
             Step::Subscriptions(query) => {
-                let page = api.subscriptions_page(query, cursor.page.as_deref()).await?;
-                run.doc.counts.pages += 1;
-                run.doc.counts.records += page.items.len() as u64;
-                let mut events = Vec::new();
-                for subscription in &page.items {
-                    let mut errors = Vec::new();
-                    if let Some(record) = subscription_record(api, subscription, &mut errors).await? {
-                        events.extend(subscription_events(&record, now));
+                let mut pages = walk(api, query, from);
+                while let Some(subscriptions) = pages.next_page().await? {
+                    run.doc.counts.pages += 1;
+                    let events = subscription_facts(api, &subscriptions, &mut run.doc, now).await?;
+                    sink.offer(&mut run.doc.counts, events).await?;
+                    if let Some(token) = pages.page_token() {
+                        let at = Cursor { step: cursor.step, page: Some(token.to_owned()) };
+                        save(run, &mut progress, total, &at).await?;
                     }
-                    errors.into_iter().for_each(|e| run.doc.error(e));
                 }
-                sink.offer(&mut run.doc.counts, events).await?;
-                page.next_page_token
             }
-        };
-        cursor = match next {
-            Some(token) => Cursor { step: cursor.step, page: Some(token) },
-            None => Cursor { step: cursor.step + 1, page: None },
-        };
-        run.checkpoint(serde_json::to_string(&cursor).unwrap_or_default()).await?;
-        progress.update(cursor.step as u64, total, &run.doc.counts);
+        }
+        cursor = Cursor { step: cursor.step + 1, page: None };
+        save(run, &mut progress, total, &cursor).await?;
     }
     progress.finish();
     run.finish(JobStatus::Done).await
+}
+
+/// A walk of `query` from the start, or from a checkpointed page token.
+fn walk<'a, Q: Walkable>(api: &'a HotmartApi, query: &Q, from: Option<String>) -> Walk<'a, Q> {
+    match from {
+        Some(token) => Walk::resume(api, query.clone(), token),
+        None => Walk::new(api, query.clone()),
+    }
+}
+
+/// Checkpoints `cursor` (what is before it is done) and shows the progress.
+async fn save<S: StateStore>(
+    run: &mut JobRun<'_, S>,
+    progress: &mut Progress,
+    total: u64,
+    cursor: &Cursor,
+) -> Result<(), JobError> {
+    run.checkpoint(serde_json::to_string(cursor).unwrap_or_default()).await?;
+    progress.update(cursor.step as u64, total, &run.doc.counts);
+    Ok(())
 }
 
 /// Reads an export, from the run's checkpoint.

@@ -10,9 +10,11 @@ pub mod backfill;
 pub mod progress;
 pub mod reconcile;
 
-use crate::backfill::{ChargeRecord, CsvError, RecordError, SubscriptionRecord};
+use crate::backfill::{
+    sale_events, subscription_events, ChargeRecord, CsvError, RecordError, SaleRecord, SubscriptionRecord,
+};
 use crate::clock::Clock;
-use crate::hotmart_api::{HotmartApi, HotmartApiError, Subscription};
+use crate::hotmart_api::{HotmartApi, HotmartApiError, Sale, Subscription};
 use crate::publish::{EventPublisher, PublishError};
 use crate::store::docs::{JobCounts, JobDoc, JobKind, JobStatus};
 use crate::store::{StateStore, StoreError};
@@ -225,6 +227,48 @@ pub async fn subscription_record(
             Ok(None)
         }
     }
+}
+
+/// The facts of one page of sales. Sales that belong to a subscription state nothing on their
+/// own (their grant is the subscription): they are returned apart, for the caller to find
+/// their subscription or to count them as skipped.
+pub fn sale_facts(sales: &[Sale], doc: &mut JobDoc, now: Timestamp) -> (Vec<Event>, Vec<SaleRecord>) {
+    doc.counts.records += sales.len() as u64;
+    let mut events = Vec::new();
+    let mut of_subscriptions = Vec::new();
+    for sale in sales {
+        match SaleRecord::from_api(&sale.item.0) {
+            Ok(record) if record.is_subscription == Some(true) => of_subscriptions.push(record),
+            Ok(record) => {
+                let found = sale_events(&record, now);
+                if found.is_empty() {
+                    doc.counts.skipped += 1;
+                }
+                events.extend(found);
+            }
+            Err(e) => doc.error(row_error(&format!("sale {}", sale.transaction), &e)),
+        }
+    }
+    (events, of_subscriptions)
+}
+
+/// The facts of some subscriptions, each read with its charges.
+pub async fn subscription_facts(
+    api: &HotmartApi,
+    subscriptions: &[Subscription],
+    doc: &mut JobDoc,
+    now: Timestamp,
+) -> Result<Vec<Event>, HotmartApiError> {
+    doc.counts.records += subscriptions.len() as u64;
+    let mut events = Vec::new();
+    for subscription in subscriptions {
+        let mut errors = Vec::new();
+        if let Some(record) = subscription_record(api, subscription, &mut errors).await? {
+            events.extend(subscription_events(&record, now));
+        }
+        errors.into_iter().for_each(|e| doc.error(e));
+    }
+    Ok(events)
 }
 
 /// A record error with the record it is about.

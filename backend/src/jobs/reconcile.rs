@@ -11,8 +11,7 @@
 //! is short, so it is not resumed: the next run reads the same window again.
 
 use super::backfill::SALE_STATUSES;
-use super::{days_from, row_error, subscription_record, FactSink, JobError, JobRun};
-use crate::backfill::{sale_events, subscription_events, SaleRecord};
+use super::{days_from, sale_facts, subscription_facts, FactSink, JobError, JobRun};
 use crate::hotmart_api::{
     HotmartApi, SalesQuery, Subscription, SubscriptionStatus, SubscriptionWindow, SubscriptionsQuery,
 };
@@ -42,41 +41,27 @@ pub async fn run<S: StateStore>(
     let sales = SalesQuery { start, end: now, statuses: SALE_STATUSES.to_vec(), product_id: None, transaction: None };
     // (email, product) of subscription sales: their subscription is read whole below.
     let mut renewals: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut page_token: Option<String> = None;
-    loop {
-        let page = api.sales_page(&sales, page_token.as_deref()).await?;
+    let mut pages = api.walk_sales(&sales);
+    while let Some(page) = pages.next_page().await? {
         run.doc.counts.pages += 1;
-        run.doc.counts.records += page.items.len() as u64;
-        let mut events = Vec::new();
-        for sale in &page.items {
-            match SaleRecord::from_api(&sale.item.0) {
-                Ok(record) if record.is_subscription == Some(true) => {
-                    renewals.insert((record.buyer_email.as_str().to_owned(), record.product_id.as_str().to_owned()));
-                }
-                Ok(record) => events.extend(sale_events(&record, now)),
-                Err(e) => run.doc.error(row_error(&format!("sale {}", sale.transaction), &e)),
-            }
-        }
+        let (events, of_subscriptions) = sale_facts(&page, &mut run.doc, now);
+        renewals.extend(
+            of_subscriptions.iter().map(|r| (r.buyer_email.as_str().to_owned(), r.product_id.as_str().to_owned())),
+        );
         sink.offer(&mut run.doc.counts, events).await?;
-        match page.next_page_token {
-            Some(token) => page_token = Some(token),
-            None => break,
-        }
     }
 
-    let mut subscriptions: Vec<Subscription> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    for (email, product) in &renewals {
-        let query = SubscriptionsQuery {
+    let mut queries: Vec<SubscriptionsQuery> = renewals
+        .into_iter()
+        .map(|(email, product)| SubscriptionsQuery {
             window: SubscriptionWindow::Accession { start: days_from(now, -SUBSCRIPTION_LOOKBACK_DAYS), end: now },
             statuses: SubscriptionStatus::ALL.to_vec(),
-            product_id: Some(product.clone()),
+            product_id: Some(product),
             subscriber_code: None,
-            subscriber_email: Some(email.clone()),
-        };
-        collect(api, &query, &mut subscriptions, &mut seen, run).await?;
-    }
-    let cancelled = SubscriptionsQuery {
+            subscriber_email: Some(email),
+        })
+        .collect();
+    queries.push(SubscriptionsQuery {
         window: SubscriptionWindow::Cancelation { start, end: now },
         statuses: vec![
             SubscriptionStatus::CancelledByCustomer,
@@ -86,40 +71,18 @@ pub async fn run<S: StateStore>(
         product_id: None,
         subscriber_code: None,
         subscriber_email: None,
-    };
-    collect(api, &cancelled, &mut subscriptions, &mut seen, run).await?;
-
-    for subscription in &subscriptions {
-        let mut errors = Vec::new();
-        if let Some(record) = subscription_record(api, subscription, &mut errors).await? {
-            sink.offer(&mut run.doc.counts, subscription_events(&record, now)).await?;
+    });
+    // Each subscription once, however many queries find it.
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut subscriptions: Vec<Subscription> = Vec::new();
+    for query in &queries {
+        let mut pages = api.walk_subscriptions(query);
+        while let Some(page) = pages.next_page().await? {
+            run.doc.counts.pages += 1;
+            subscriptions.extend(page.into_iter().filter(|s| seen.insert(s.subscriber_code.clone())));
         }
-        errors.into_iter().for_each(|e| run.doc.error(e));
     }
+    let events = subscription_facts(api, &subscriptions, &mut run.doc, now).await?;
+    sink.offer(&mut run.doc.counts, events).await?;
     run.finish(JobStatus::Done).await
-}
-
-/// Every subscription a query finds, each once.
-async fn collect<S: StateStore>(
-    api: &HotmartApi,
-    query: &SubscriptionsQuery,
-    into: &mut Vec<Subscription>,
-    seen: &mut HashSet<String>,
-    run: &mut JobRun<'_, S>,
-) -> Result<(), JobError> {
-    let mut page_token: Option<String> = None;
-    loop {
-        let page = api.subscriptions_page(query, page_token.as_deref()).await?;
-        run.doc.counts.pages += 1;
-        for subscription in page.items {
-            if seen.insert(subscription.subscriber_code.clone()) {
-                run.doc.counts.records += 1;
-                into.push(subscription);
-            }
-        }
-        match page.next_page_token {
-            Some(token) => page_token = Some(token),
-            None => return Ok(()),
-        }
-    }
 }

@@ -28,10 +28,7 @@ fn main() {
         Backend::start(PROJECT, &firestore, &sandbox, &issuer, &[("PUSH_AUTH", "none"), ("RUST_LOG", "warn")]);
     backend.import_mappings(&Mappings::new().lifetime(4774438, &["101"]).toml());
     if with_lms {
-        let endpoint = format!("{}/pubsub/push", backend.url);
-        let setup =
-            backend.cli(&["pubsub", "setup", "--push-endpoint", &endpoint, "--pubsub-emulator-host", &pubsub.host]);
-        assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+        backend.pubsub_setup(&pubsub.host, &[]);
     } else {
         pubsub.client().create_topic("lms-bridge-events");
     }
