@@ -1,5 +1,5 @@
 # The two commands of README.md. Each installs what it needs first (scripts/setup.sh).
-.PHONY: setup test bench dev
+.PHONY: setup test bench dev chaos
 
 setup:
 	@scripts/setup.sh
@@ -12,3 +12,8 @@ bench: setup
 
 dev: setup
 	@scripts/dev.sh
+
+# The chaos run at launch-day scale (a load tool, not part of `make test`, which runs 500).
+N ?= 10000
+chaos: setup
+	@scripts/chaos.sh $(N)

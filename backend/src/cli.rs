@@ -314,6 +314,10 @@ pub struct LmsArgs {
     /// 200 per 5 s; the default leaves room for other integrations).
     #[arg(long, env = "TALENTLMS_MAX_CALLS_PER_SECOND", default_value_t = 30)]
     pub talentlms_max_calls_per_second: u32,
+    /// How long one TalentLMS call may take before it counts as failed (and is retried: the
+    /// retry finds what a slow call did).
+    #[arg(long, env = "TALENTLMS_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub talentlms_timeout_seconds: u64,
     /// Deactivate LMS users left without any active course (seats cost money).
     #[arg(long, env = "DEACTIVATE_IDLE_USERS", default_value_t = false)]
     pub deactivate_idle_users: bool,

@@ -34,9 +34,10 @@ async fn connect(project: &str) -> anyhow::Result<FirestoreStore> {
 /// The configured LMS adapter.
 pub fn lms(settings: &LmsSettings) -> anyhow::Result<Arc<dyn Lms>> {
     match settings {
-        LmsSettings::TalentLms { url, api_key, max_calls_per_second } => Ok(Arc::new(
+        LmsSettings::TalentLms { url, api_key, max_calls_per_second, timeout } => Ok(Arc::new(
             TalentLms::new(url, api_key.expose().to_owned(), *max_calls_per_second)
-                .context("building the TalentLMS client")?,
+                .context("building the TalentLMS client")?
+                .with_timeout(*timeout),
         )),
     }
 }

@@ -60,6 +60,8 @@ pub enum LmsSettings {
         api_key: Secret,
         /// The client-side pace.
         max_calls_per_second: u32,
+        /// One call's timeout.
+        timeout: std::time::Duration,
     },
 }
 
@@ -81,10 +83,17 @@ impl LmsSettings {
                         reason: "must be at least 1".to_owned(),
                     });
                 }
+                if !(1..=120).contains(&args.talentlms_timeout_seconds) {
+                    return Err(SettingsError::Invalid {
+                        name: "TALENTLMS_TIMEOUT_SECONDS",
+                        reason: "must be between 1 and 120".to_owned(),
+                    });
+                }
                 Ok(Self::TalentLms {
                     url,
                     api_key: required_secret(args.talentlms_api_key.as_ref(), "TALENTLMS_API_KEY")?,
                     max_calls_per_second: args.talentlms_max_calls_per_second,
+                    timeout: std::time::Duration::from_secs(args.talentlms_timeout_seconds),
                 })
             }
         }

@@ -86,6 +86,30 @@ impl Firestore {
         Self { _service: service, host }
     }
 
+    /// Every document of a top-level collection (typed Firestore values), page by page, with
+    /// only the fields in `mask` (all of them when it is empty).
+    pub fn collection(&self, project: &str, collection: &str, mask: &[&str]) -> Vec<Value> {
+        let base = format!("http://{}/v1/projects/{project}/databases/(default)/documents/{collection}", self.host);
+        let client = reqwest::blocking::Client::new();
+        let mut documents = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = client.get(&base).query(&[("pageSize", "1000")]);
+            for field in mask {
+                request = request.query(&[("mask.fieldPaths", field)]);
+            }
+            if let Some(token) = &token {
+                request = request.query(&[("pageToken", token)]);
+            }
+            let page: Value = request.send().unwrap().json().unwrap();
+            documents.extend(page["documents"].as_array().cloned().unwrap_or_default());
+            match page["nextPageToken"].as_str() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => return documents,
+            }
+        }
+    }
+
     /// A document as the emulator's REST API returns it (typed Firestore values).
     pub fn document(&self, project: &str, path: &str) -> Value {
         let url = format!("http://{}/v1/projects/{project}/databases/(default)/documents/{path}", self.host);
@@ -344,6 +368,11 @@ impl Backend {
     /// Kills the whole process group at once (a crash, not a shutdown).
     pub fn kill(&mut self) {
         self.service.stop();
+    }
+
+    /// SIGKILL at once: the instance vanishes mid-request, as a crashed or evicted one does.
+    pub fn crash(&mut self) {
+        self.service.crash();
     }
 
     /// SIGTERM, then how it exited (None: still running after `timeout`).

@@ -96,6 +96,14 @@ impl Service {
         let _ = child.wait();
     }
 
+    /// Kills the whole group with SIGKILL at once: a crash, no shutdown of any kind.
+    pub fn crash(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let group = format!("-{}", child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
+        let _ = child.wait();
+    }
+
     /// Sends SIGTERM to the leader only and waits up to `timeout` for it to exit by itself.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;

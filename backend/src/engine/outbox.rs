@@ -9,6 +9,13 @@ use crate::store::{StateStore, StoreError};
 use lms_bridge_shared::{Access, LmsAction, StudentKey, Timestamp};
 use std::time::Duration;
 
+/// Pauses before retrying a transiently failed LMS call within the same delivery: a 5xx, a
+/// timeout or a dropped connection usually passes in a second, and a redelivery costs Pub/Sub's
+/// backoff (seconds to minutes) and slows every push to the endpoint.
+const INLINE_BACKOFF: [Duration; 2] = [Duration::from_millis(300), Duration::from_secs(1)];
+/// The longest rate-limit pause waited out within a delivery; a longer one fails the delivery.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
+
 /// LMS user ids by student key, known in one run.
 pub(super) type UserCache = std::collections::HashMap<StudentKey, LmsUserId>;
 
@@ -131,7 +138,7 @@ impl<S: StateStore> Engine<S> {
         let mut preexisting = doc.preexisting;
         let mut bridge_enrolled = None;
         for pending in &claimed {
-            let result = tokio::time::timeout_at(deadline, self.run_action(&doc, pending, preexisting, users))
+            let result = tokio::time::timeout_at(deadline, self.run_action_retrying(&doc, pending, preexisting, users))
                 .await
                 .unwrap_or_else(|_| {
                     Err(RunError::Lms(LmsError::Transient {
@@ -258,6 +265,33 @@ impl<S: StateStore> Engine<S> {
         };
         users.insert(key.clone(), user.clone());
         Ok(user)
+    }
+
+    /// Runs one action, retrying transient LMS failures a few times ([`INLINE_BACKOFF`], or the
+    /// rate-limit pause when it is short) before giving the failure to the delivery.
+    async fn run_action_retrying(
+        &self,
+        doc: &EnrollmentDoc,
+        pending: &PendingAction,
+        preexisting: bool,
+        users: &mut UserCache,
+    ) -> Result<Option<bool>, RunError> {
+        let mut attempt = pending.clone();
+        for backoff in INLINE_BACKOFF {
+            let result = self.run_action(doc, &attempt, preexisting, users).await;
+            let wait = match &result {
+                Err(RunError::Lms(LmsError::Transient { retry_after: Some(wait), .. })) if *wait <= MAX_INLINE_WAIT => {
+                    *wait
+                }
+                Err(RunError::Lms(LmsError::Transient { retry_after: None, .. })) => backoff,
+                _ => return result,
+            };
+            tokio::time::sleep(wait).await;
+            // A retry: what the LMS shows now may be this action's own earlier call, whose
+            // answer was lost (a timeout after the LMS acted).
+            attempt.attempts += 1;
+        }
+        self.run_action(doc, &attempt, preexisting, users).await
     }
 
     /// Runs one action. An enroll answers whether the enrollment pre-existed (`Some`), when

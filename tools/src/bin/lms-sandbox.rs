@@ -12,11 +12,15 @@
 //! * `POST /_sandbox/faults` with any of
 //!   `{"fail_next":n,"fail_message":"…","rate_limit_next":n,"retry_after_secs":s,
 //!   "reset_form":"epoch"|"seconds"|"past","omit_retry_after":true,"delay_next":n,"delay_ms":ms,
-//!   "bad_json_next":n,"hide_next_lookups":n}`: the next `n` API calls answer 500 (with
-//!   `fail_message`), or 429 (`X-RateLimit-Reset` as a future epoch, as seconds to go, or as
-//!   an epoch an hour past; `Retry-After: s` unless omitted), or wait `delay_ms` first, or
-//!   answer 200 with an HTML page; the next `n` user lookups find nobody (as if the user
-//!   were created just after the lookup).
+//!   "bad_json_next":n,"hide_next_lookups":n,"fail_ratio":r,"late_ratio":r,"late_ms":ms,"seed":s}`:
+//!   the next `n` API calls answer 500 (with `fail_message`), or 429 (`X-RateLimit-Reset` as a
+//!   future epoch, as seconds to go, or as an epoch an hour past; `Retry-After: s` unless
+//!   omitted), or wait `delay_ms` first, or answer 200 with an HTML page; the next `n` user
+//!   lookups find nobody (as if the user were created just after the lookup). The ratios hold
+//!   until the next faults call: that share of API calls (drawn from `seed`) answers 500 without
+//!   acting, or acts and then answers only after `late_ms` (a client that gave up first cannot
+//!   know it acted: the ambiguous timeout). Each logged call says which fault it met (`fault`),
+//!   when it was answered (`at_ms`, Unix ms) and the course it named.
 //! * `POST /_sandbox/users` with `{"email","login"?,"first_name"?,"last_name"?,"user_type"?,
 //!   "status"?,"deleted"?,"courses"?}`: adds a user as a portal admin would (any user type; a
 //!   login of its own; already enrolled in `courses`, a list of course ids). A `deleted` user
@@ -57,6 +61,23 @@ struct Faults {
     delay_ms: u64,
     bad_json_next: u32,
     hide_next_lookups: u32,
+    fail_ratio: f64,
+    late_ratio: f64,
+    late_ms: u64,
+    /// The state of the draws for the ratios (xorshift64; never 0).
+    draw: u64,
+}
+
+impl Faults {
+    /// A uniform draw in [0, 1).
+    fn draw(&mut self) -> f64 {
+        let mut x = self.draw.max(1);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.draw = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 struct State {
@@ -303,6 +324,10 @@ fn handle(state: &Mutex<State>, mut request: Request) {
                     delay_ms: n("delay_ms"),
                     bad_json_next: n("bad_json_next") as u32,
                     hide_next_lookups: n("hide_next_lookups") as u32,
+                    fail_ratio: f.get("fail_ratio").and_then(Value::as_f64).unwrap_or(0.0),
+                    late_ratio: f.get("late_ratio").and_then(Value::as_f64).unwrap_or(0.0),
+                    late_ms: n("late_ms"),
+                    draw: n("seed").max(1),
                 };
                 ok(json!({ "faults": f }))
             }
@@ -328,7 +353,7 @@ fn handle(state: &Mutex<State>, mut request: Request) {
         let reset = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
         return respond(request, ok(json!({ "limit": "10000", "remaining": "9999", "reset": reset.to_string() })));
     }
-    let (delay, fault) = {
+    let (delay, fault, late) = {
         let mut s = state.lock().unwrap();
         let delay = if s.faults.delay_next > 0 {
             s.faults.delay_next -= 1;
@@ -367,24 +392,43 @@ fn handle(state: &Mutex<State>, mut request: Request) {
         } else if s.faults.bad_json_next > 0 {
             s.faults.bad_json_next -= 1;
             Some((200, Value::String(BAD_JSON.to_owned()), Vec::new()))
+        } else if s.faults.fail_ratio > 0.0 && s.faults.draw() < s.faults.fail_ratio {
+            Some((500, json!({ "error": { "type": "api_error", "message": "Internal error" } }), Vec::new()))
         } else {
             None
         };
-        (delay, fault)
+        let late = (fault.is_none() && s.faults.late_ratio > 0.0 && s.faults.draw() < s.faults.late_ratio)
+            .then(|| Duration::from_millis(s.faults.late_ms));
+        (delay, fault, late)
     };
     if let Some(delay) = delay {
         std::thread::sleep(delay);
     }
     let args = if method == Method::Post { form_args(&body) } else { path_args(segment) };
+    let fault_name = match (&fault, late) {
+        (Some((500, ..)), _) => Some("fail"),
+        (Some((429, ..)), _) => Some("rate_limit"),
+        (Some(_), _) => Some("bad_json"),
+        (None, Some(_)) => Some("late"),
+        (None, None) => None,
+    };
     let reply = match fault {
         Some(reply) => reply,
         None => state.lock().unwrap().api(&method, &action, &args),
     };
-    let mut s = state.lock().unwrap();
-    // Whom the call concerned, by email (null when it named no known user).
-    let user = s.find_user(&args).map(|id| s.users[&id].email.clone());
-    s.calls.push(json!({ "method": method.to_string(), "action": action, "status": reply.0, "user": user }));
-    drop(s);
+    {
+        let mut s = state.lock().unwrap();
+        // Whom the call concerned, by email (null when it named no known user).
+        let user = s.find_user(&args).map(|id| s.users[&id].email.clone());
+        let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        s.calls.push(json!({
+            "method": method.to_string(), "action": action, "status": reply.0, "user": user,
+            "course": args.get("course_id"), "fault": fault_name, "at_ms": at_ms,
+        }));
+    }
+    if let Some(late) = late {
+        std::thread::sleep(late);
+    }
     respond(request, reply);
 }
 
@@ -440,7 +484,7 @@ fn main() {
             std::process::exit(0);
         });
     }
-    let workers: Vec<_> = (0..8)
+    let workers: Vec<_> = (0..32)
         .map(|_| {
             let (server, state) = (Arc::clone(&server), Arc::clone(&state));
             std::thread::spawn(move || {
