@@ -21,6 +21,8 @@ pub const MIN_REFRESH: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 /// The longest a key set is trusted without asking again, whatever `max-age` says.
 const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
+const LEEWAY_SECS: u64 = 30;
 
 /// How pushes are authenticated (`PUSH_AUTH`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,7 +42,7 @@ pub enum AuthError {
     /// No `Authorization: Bearer` header.
     #[error("missing bearer token")]
     Missing,
-    /// Signature, algorithm, issuer, audience or expiry wrong.
+    /// Signature, algorithm, issuer, audience or validity period (`exp`, `nbf`, `iat`) wrong.
     #[error("invalid token: {0}")]
     Invalid(String),
     /// The token is for another service account, or its email is unverified.
@@ -56,6 +58,9 @@ pub enum AuthError {
 
 #[derive(Debug, Deserialize)]
 struct Claims {
+    /// Issued at: a token issued in the future is not valid yet (jsonwebtoken checks only
+    /// `exp` and `nbf`).
+    iat: Option<u64>,
     email: Option<String>,
     #[serde(default)]
     email_verified: bool,
@@ -246,7 +251,9 @@ impl PushAuth {
         validation.set_audience(&[&expected.audience]);
         validation.set_issuer(&ISSUERS);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.leeway = 30;
+        // Off by default in jsonwebtoken: a token must not be used before its `nbf`.
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
         validation
     }
 
@@ -376,6 +383,9 @@ impl PushAuth {
             }
             PushCheck::None => return Ok(()),
         };
+        if claims.iat.is_some_and(|iat| iat > jsonwebtoken::get_current_timestamp().saturating_add(LEEWAY_SECS)) {
+            return Err(AuthError::Invalid("not valid yet".into()));
+        }
         if claims.email.as_deref() != Some(expected.email.as_str()) || !claims.email_verified {
             return Err(AuthError::WrongAccount);
         }
