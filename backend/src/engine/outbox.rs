@@ -53,6 +53,8 @@ struct Finished {
     failed: Vec<(String, String)>,
     /// The transient error that stopped the run.
     error: Option<String>,
+    /// Whether that error was a pause (rate limit, full queue): the claim's attempt is given back.
+    paused: bool,
     /// A changed `preexisting`.
     preexisting: Option<bool>,
     /// Whether the LMS now holds an enrollment the bridge gave, when this run changed it.
@@ -135,6 +137,7 @@ impl<S: StateStore> Engine<S> {
         let mut done = Vec::new();
         let mut failed_for_good = Vec::new();
         let mut outcome = Ok(());
+        let mut paused = false;
         let mut preexisting = doc.preexisting;
         let mut bridge_enrolled = None;
         for pending in &claimed {
@@ -163,6 +166,7 @@ impl<S: StateStore> Engine<S> {
                 Err(e) => {
                     match &e {
                         RunError::Lms(e) => {
+                            paused = e.is_pause();
                             tracing::warn!(student = %doc.student_key, course = %doc.course_id, error = %e, "LMS action failed; will retry");
                         }
                         RunError::Store(e) => {
@@ -178,6 +182,7 @@ impl<S: StateStore> Engine<S> {
             done,
             failed: failed_for_good,
             error: outcome.as_ref().err().map(ToString::to_string),
+            paused,
             preexisting: (preexisting != doc.preexisting).then_some(preexisting),
             bridge_enrolled,
         };
@@ -193,7 +198,7 @@ impl<S: StateStore> Engine<S> {
     async fn finish(&self, doc_id: &str, token: &str, finished: Finished) -> Result<(), ApplyError> {
         let now = self.clock.now();
         let token = token.to_owned();
-        let Finished { done, failed, error, preexisting, bridge_enrolled } = finished;
+        let Finished { done, failed, error, paused, preexisting, bridge_enrolled } = finished;
         self.modify_enrollment(doc_id, move |doc| {
             if let Some(preexisting) = preexisting {
                 doc.preexisting = preexisting;
@@ -218,6 +223,9 @@ impl<S: StateStore> Engine<S> {
                     continue;
                 }
                 p.last_error = error.clone().or(p.last_error);
+                if paused {
+                    p.attempts = p.attempts.saturating_sub(1);
+                }
                 kept.push(p);
             }
             doc.pending = kept;

@@ -67,10 +67,26 @@ pub enum LmsError {
         /// schedule).
         retry_after: Option<Duration>,
     },
+    /// Too many calls already wait for their turn under this process's pace: the delivery
+    /// is refused at once (503) so Pub/Sub backs off, instead of holding requests until they
+    /// time out. Like a rate-limit pause, it does not count as one of the action's attempts.
+    #[error("LMS busy: {queued} calls already wait for their turn under the pace")]
+    Saturated {
+        /// Calls waiting.
+        queued: usize,
+    },
     /// Retrying will not help (validation error, unknown course): the action moves to the
     /// enrollment's `failed` list at once.
     #[error("LMS refused: {0}")]
     Permanent(String),
+}
+
+impl LmsError {
+    /// A pause the LMS or our pace asked for (a rate limit, a full queue), not a failure of the
+    /// action: it does not use up one of the action's attempts.
+    pub fn is_pause(&self) -> bool {
+        matches!(self, Self::Saturated { .. } | Self::Transient { retry_after: Some(_), .. })
+    }
 }
 
 /// What lms-bridge needs from an LMS (one adapter per LMS; docs/talentlms.md describes the

@@ -178,6 +178,10 @@ pub fn run(config: &Config) -> Report {
     steady.import_mappings(MAPPINGS);
     let balancer = Balancer::start(ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect());
     let push = format!("{}/pubsub/push", balancer.url);
+    // The emulator redelivers at once where Pub/Sub backs off for up to ten minutes, so ten
+    // deliveries (the deployment's dead-letter threshold) pass in seconds here, and its
+    // dead-lettering stops its push loop for good (a NullPointerException in PushLoop): allow
+    // Pub/Sub's maximum, 100.
     let setup = steady.cli(&[
         "pubsub",
         "setup",
@@ -185,6 +189,8 @@ pub fn run(config: &Config) -> Report {
         &push,
         "--min-backoff-seconds",
         "1",
+        "--max-delivery-attempts",
+        "100",
         "--pubsub-emulator-host",
         &pubsub.host,
     ]);
