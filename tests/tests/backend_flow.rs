@@ -133,34 +133,49 @@ fn a_fixed_term_product_ends_on_time() {
 }
 
 #[test]
-fn an_lms_failure_answers_503_and_the_redelivery_applies_it_once() {
+fn a_brief_lms_failure_is_retried_within_the_delivery_and_a_longer_one_answers_503_then_applies_once() {
     let w = world("lms-500");
+    // One failed call: tried again within the same delivery.
     w.sandbox.faults(json!({ "fail_next": 1 }));
-    let approval = approved("a1", 6000, "HP40");
+    let (status, body) = w.push(&approved("a0", 6000, "HP39"));
+    assert_eq!((status, body["status"].as_str()), (200, Some("applied")), "{body}");
+    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+
+    // Three in a row (the call and both retries): the delivery fails, Pub/Sub redelivers.
+    let bea = "bea@example.com";
+    w.sandbox.faults(json!({ "fail_next": 3 }));
+    let approval = Webhook::purchase_approved().now().id("a1").product(6000).transaction("HP40").buyer(bea).event();
     let (status, body) = w.push(&approval);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
-    assert!(w.sandbox.courses_of(ANA).is_empty());
-    // Pub/Sub redelivers: the event is already applied, only the pending actions run.
+    assert!(w.sandbox.courses_of(bea).is_empty());
+    // The redelivery: the event is already applied, only the pending actions run.
     let (status, body) = w.push(&approval);
     assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")), "{body}");
-    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
-    assert_eq!(w.sandbox.count("addusertocourse"), 1);
+    assert_eq!(w.sandbox.courses_of(bea), ["102"]);
+    assert_eq!(w.sandbox.count_ok("addusertocourse"), 2, "each enrolled once");
 }
 
 #[test]
 fn rate_limits_are_honoured_without_hammering_the_lms() {
     let w = world("rate-limit");
-    w.sandbox.faults(json!({ "rate_limit_next": 1, "retry_after_secs": 2 }));
-    let approval = approved("a1", 6000, "HP50");
+    // A short wait is waited out within the delivery.
+    w.sandbox.faults(json!({ "rate_limit_next": 1, "retry_after_secs": 1 }));
+    assert_eq!(w.push(&approved("a0", 6000, "HP49")).0, 200);
+    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+
+    // A long one fails the delivery at once, and no call is made inside the window.
+    let bea = "bea@example.com";
+    w.sandbox.faults(json!({ "rate_limit_next": 1, "retry_after_secs": 7 }));
+    let approval = Webhook::purchase_approved().now().id("a1").product(6000).transaction("HP50").buyer(bea).event();
+    let started = std::time::Instant::now();
     assert_eq!(w.push(&approval).0, 503);
     let calls = w.sandbox.state()["calls"].as_array().unwrap().len();
-    // Inside the Retry-After window the backend does not call TalentLMS at all.
     assert_eq!(w.push(&approval).0, 503);
     assert_eq!(w.sandbox.state()["calls"].as_array().unwrap().len(), calls, "no call while told to wait");
-    std::thread::sleep(Duration::from_millis(2_100));
+    std::thread::sleep(Duration::from_millis(7_100).saturating_sub(started.elapsed()));
     assert_eq!(w.push(&approval).0, 200);
-    assert_eq!(w.sandbox.courses_of(ANA), ["102"]);
+    assert_eq!(w.sandbox.courses_of(bea), ["102"]);
 }
 
 #[test]
