@@ -7,7 +7,7 @@
 //! `lms-bridge simulate` over the same history at the same time.
 
 use super::balancer::Balancer;
-use super::history::{self, History, COURSES, MAPPINGS};
+use super::history::{self, History, Sent, COURSES, MAPPINGS};
 use super::proxy::ChaosProxy;
 use crate::backend::{backend_bin, Backend, Firestore, Issuer, Sandbox};
 use crate::edge::{Edge, HOTTOK};
@@ -309,23 +309,43 @@ pub fn run(config: &Config) -> Report {
 
     let state = sandbox.state();
     count_lms(&state, &mut report);
-    let events = firestore.collection(&project, "events", &["status"]);
+    let events = firestore.collection(&project, "events", &["status", "processed_at"]);
     report.events = events.len();
-    let mut recorded = BTreeSet::new();
+    // When the backend applied each webhook (RFC 3339 in milliseconds: sorts as text).
+    let mut processed: BTreeMap<String, String> = BTreeMap::new();
     for doc in &events {
-        recorded.insert(doc_id(doc).trim_start_matches("hotmart:").to_owned());
+        let at = &doc["fields"]["processed_at"];
+        let at = at["stringValue"].as_str().or_else(|| at["timestampValue"].as_str()).unwrap_or_default();
+        if at.is_empty() {
+            report.mismatches.push(format!("event {} has no processed_at: {doc}", doc_id(doc)));
+        }
+        processed.insert(doc_id(doc).trim_start_matches("hotmart:").to_owned(), at.to_owned());
         if doc["fields"]["status"]["stringValue"] == "applied" {
             report.applied += 1;
         }
     }
     for id in &accepted {
-        if !recorded.contains(id) {
+        if !processed.contains_key(id) {
             report.lost.push(format!("{id}: answered 2xx by the edge, no event"));
         }
     }
 
-    let simulated = simulate(&history, probe);
-    compare(&history, &answers, &simulated, &state, &firestore.collection(&project, "enrollments", &[]), &mut report);
+    // The oracle over the history as sent, and over the webhooks in the order the backend
+    // applied them (each once): Pub/Sub may deliver a student's webhooks in another order than
+    // they were sent, and the transitions — so the LMS calls — follow the order applied.
+    let simulated = simulate(&history.webhooks.iter().collect::<Vec<_>>(), probe, "history");
+    let mut seen = BTreeSet::new();
+    let mut applied_order: Vec<(&String, usize, &Sent)> = history
+        .webhooks
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| seen.insert(w.id.clone()))
+        .filter_map(|(i, w)| processed.get(&w.id).map(|at| (at, i, w)))
+        .collect();
+    applied_order.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let as_applied = simulate(&applied_order.iter().map(|(_, _, w)| *w).collect::<Vec<_>>(), probe, "applied");
+    let enrollments = firestore.collection(&project, "enrollments", &[]);
+    compare(&history, &answers, (&simulated, &as_applied), &state, &enrollments, &mut report);
     drop((edge, killable, steady));
     report
 }
@@ -452,7 +472,9 @@ struct Simulated {
     probe: BTreeMap<(String, String), (String, bool)>,
 }
 
-fn simulate(history: &History, probe: Timestamp) -> Simulated {
+/// `lms-bridge simulate --timeline` over `webhooks` in that order (kept in
+/// `target/chaos/{name}.ndjson`), probed at `probe`.
+fn simulate(webhooks: &[&Sent], probe: Timestamp, name: &str) -> Simulated {
     let dir = crate::repo_root().join("target/chaos");
     std::fs::create_dir_all(&dir).unwrap();
     let mappings = dir.join("mappings.toml");
@@ -465,11 +487,11 @@ fn simulate(history: &History, probe: Timestamp) -> Simulated {
         .spawn()
         .unwrap();
     let mut input = Vec::new();
-    for w in &history.webhooks {
+    for w in webhooks {
         input.extend_from_slice(&w.body);
         input.push(b'\n');
     }
-    std::fs::write(dir.join("history.ndjson"), &input).unwrap();
+    std::fs::write(dir.join(format!("{name}.ndjson")), &input).unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || stdin.write_all(&input));
     let output = child.wait_with_output().unwrap();
@@ -494,12 +516,13 @@ fn simulate(history: &History, probe: Timestamp) -> Simulated {
     simulated
 }
 
-/// Compares the LMS and the state with the simulation; counts side effects against its
-/// timeline; measures webhook → enrollment latency.
+/// Compares the LMS and the state with the simulation of the history as sent, and that with the
+/// simulation in the order applied (the rules are order-free: both must end alike); counts side
+/// effects against the timeline of the order applied; measures webhook → enrollment latency.
 fn compare(
     history: &History,
     answers: &[Answer],
-    simulated: &Simulated,
+    (simulated, as_applied): (&Simulated, &Simulated),
     lms: &Value,
     enrollments: &[Value],
     report: &mut Report,
@@ -541,6 +564,16 @@ fn compare(
             report.mismatches.push(format!("{email} course {course}: state access {state}, simulate {access}"));
         }
     }
+    for (pair, seen) in &as_applied.probe {
+        if simulated.probe.get(pair) != Some(seen) {
+            report.mismatches.push(format!(
+                "{} course {}: simulate ends {:?} over the history as sent, {seen:?} in the order applied",
+                pair.0,
+                pair.1,
+                simulated.probe.get(pair)
+            ));
+        }
+    }
     let known_keys: BTreeSet<(String, String)> = pairs.iter().map(|(e, c)| (key_of(e), c.clone())).collect();
     for (key, access) in &in_state {
         if !known_keys.contains(key) && access == "active" {
@@ -577,10 +610,10 @@ fn compare(
         enrolls.entry((email, course)).or_default().push(at);
     }
     for (pair, times) in &enrolls {
-        let allowed = simulated.enrolls.get(pair).map_or(0, Vec::len);
+        let allowed = as_applied.enrolls.get(pair).map_or(0, Vec::len);
         if times.len() > allowed {
             report.duplicate_effects.push(format!(
-                "{} course {}: enrolled {} times, the timeline has {allowed} enrollment(s)",
+                "{} course {}: enrolled {} times, the timeline in the order applied has {allowed}",
                 pair.0,
                 pair.1,
                 times.len()
