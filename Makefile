@@ -1,5 +1,5 @@
 # The two commands of README.md. Each installs what it needs first (scripts/setup.sh).
-.PHONY: setup test bench dev
+.PHONY: setup test bench dev fuzz
 
 setup:
 	@scripts/setup.sh
@@ -12,3 +12,7 @@ bench: setup
 
 dev: setup
 	@scripts/dev.sh
+
+# Every fuzz target for FUZZ_SECONDS (default 60) each: fuzz/README.md.
+fuzz:
+	@scripts/fuzz.sh
