@@ -1,5 +1,5 @@
 # The two commands of README.md. Each installs what it needs first (scripts/setup.sh).
-.PHONY: setup test bench dev chaos
+.PHONY: setup test bench dev chaos fuzz
 
 setup:
 	@scripts/setup.sh
@@ -17,3 +17,7 @@ dev: setup
 N ?= 10000
 chaos: setup
 	@scripts/chaos.sh $(N)
+
+# Every fuzz target for FUZZ_SECONDS (default 60) each: fuzz/README.md.
+fuzz:
+	@scripts/fuzz.sh

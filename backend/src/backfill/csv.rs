@@ -163,7 +163,8 @@ pub fn read_sales_csv(bytes: &[u8]) -> Result<CsvSales, CsvError> {
 
 /// Line numbers from byte offsets. The reader's own line count lags by one in CRLF files (it
 /// counts a record's `\n` when it reads the next one), so lines are counted here: the line of
-/// a record is that of its first byte past any line break.
+/// a record is that of its first byte past any line break. A line break is `\r\n`, `\n` or a
+/// lone `\r`, as for the reader, which ends records at each.
 struct Lines<'a> {
     text: &'a [u8],
     /// Bytes counted so far, and the line `at` is on. Offsets only grow.
@@ -178,7 +179,13 @@ impl Lines<'_> {
             start += 1;
         }
         if start > self.at {
-            self.line += self.text[self.at..start].iter().filter(|&&b| b == b'\n').count();
+            let text = self.text;
+            let breaks = (self.at..start).filter(|&i| match text[i] {
+                b'\n' => true,
+                b'\r' => text.get(i + 1) != Some(&b'\n'),
+                _ => false,
+            });
+            self.line += breaks.count();
             self.at = start;
         }
         self.line
@@ -561,6 +568,21 @@ mod tests {
         );
         assert_eq!(read_sales_csv(b""), Err(CsvError::Empty));
         assert_eq!(read_sales_csv(b"\xEF\xBB\xBF"), Err(CsvError::Empty));
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_line_as_it_ends_a_record() {
+        // Found by fuzzing (fuzz/, sales_csv): the reader splits records at a lone `\r` (old
+        // Mac line ends, or a stray one in the header), and rows after it were all "line 1".
+        let text = SMALL.replace("\n", "\r").replace("Aprovado", "Pendurado") + "HP2;Pendurado;1;Bia;bia@example.com\r";
+        let sales = read_sales_csv(text.as_bytes()).unwrap();
+        let lines: Vec<usize> = sales.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 3]);
+        // Mixed with `\r\n` and `\n`, each break counts once.
+        let mixed =
+            SMALL.replace("\n", "\r\n").replace("Aprovado", "Pendurado") + "\rHP2;Pendurado;1;Bia;bia@example.com\n";
+        let lines: Vec<usize> = read_sales_csv(mixed.as_bytes()).unwrap().errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 4]);
     }
 
     #[test]

@@ -80,9 +80,11 @@ struct PushMessage {
     publish_time_snake: Option<String>,
 }
 
+/// A Pub/Sub push request body. Public (with [`parse_push_envelope`] and [`decode_push_data`])
+/// only so that the fuzz targets in `fuzz/` reach the push decoding; its fields stay private.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PushEnvelope {
+pub struct PushEnvelope {
     message: PushMessage,
     #[serde(default)]
     subscription: String,
@@ -158,6 +160,23 @@ fn event_problem(e: &EventError) -> String {
     }
 }
 
+/// Reads a push request body; `Err` says why it is not a push envelope, without quoting it.
+/// Pure; public for the fuzz targets in `fuzz/`.
+pub fn parse_push_envelope(body: &[u8]) -> Result<PushEnvelope, String> {
+    serde_json::from_slice(body).map_err(|e| json_problem(&e))
+}
+
+/// A push message's data decoded (`None` when it is not base64), and the event it holds or why
+/// it holds none (safe to log, store and answer). Pure; public for the fuzz targets in `fuzz/`.
+pub fn decode_push_data(envelope: &PushEnvelope) -> (Option<Vec<u8>>, Result<Event, String>) {
+    let data = base64::engine::general_purpose::STANDARD.decode(envelope.message.data.as_bytes());
+    let event = match &data {
+        Err(_) => Err("data is not base64".to_owned()),
+        Ok(bytes) => Event::from_json(bytes).map_err(|e| event_problem(&e)),
+    };
+    (data.ok(), event)
+}
+
 /// Stores a message whose data is not an lms-bridge event, whole, under `pubsub:{messageId}`
 /// (never under the event id its attributes may name: that would make a later, readable
 /// delivery of the event look like a duplicate). The data is kept as text when it is UTF-8,
@@ -223,8 +242,7 @@ async fn push<S: StateStore>(
 ) -> Result<Json<Value>, ApiError> {
     authenticate(&state, &headers, &uri).await?;
     let trace = trace(&state, &headers);
-    let envelope: PushEnvelope = serde_json::from_slice(&body).map_err(|e| {
-        let problem = json_problem(&e);
+    let envelope = parse_push_envelope(&body).map_err(|problem| {
         tracing::warn!(error = %problem, trace = %trace, "push body is not a Pub/Sub push envelope");
         ApiError::BadRequest(format!("not a Pub/Sub push envelope: {problem}"))
     })?;
@@ -236,11 +254,7 @@ async fn push<S: StateStore>(
     }
     let message_id =
         envelope.message.message_id.clone().or_else(|| envelope.message.message_id_snake.clone()).unwrap_or_default();
-    let data = base64::engine::general_purpose::STANDARD.decode(envelope.message.data.as_bytes());
-    let event = match &data {
-        Err(_) => Err("data is not base64".to_owned()),
-        Ok(bytes) => Event::from_json(bytes).map_err(|e| event_problem(&e)),
-    };
+    let (data, event) = decode_push_data(&envelope);
     let event = match event {
         Ok(event) => event,
         Err(reason) => {
@@ -251,8 +265,7 @@ async fn push<S: StateStore>(
             // operators look and republish. 4xx rather than 5xx: Pub/Sub treats both as a nack,
             // but its push metrics (`response_class` remote_server_4xx vs 5xx) and Cloud Run's
             // error rate keep a bad message apart from an outage.
-            let stored =
-                store_undecodable(&state, &envelope.message, &message_id, data.as_deref().ok(), &reason).await?;
+            let stored = store_undecodable(&state, &envelope.message, &message_id, data.as_deref(), &reason).await?;
             tracing::error!(
                 event = "undecodable",
                 message_id = %message_id,
