@@ -122,15 +122,19 @@ fn refused_requests_get_their_json_error_and_publish_nothing() {
     let answer: serde_json::Value = get.json().unwrap();
     assert_eq!(answer["error"]["code"], "method_not_allowed");
 
-    // Over the limit without a Content-Length (chunked): refused while streaming.
+    // Over the limit without a Content-Length (chunked): refused while streaming. The edge
+    // answers 413 and closes; a client still uploading may see the close before the answer (on
+    // a busy machine), which is the same refusal.
     let chunked = reqwest::blocking::Client::new()
         .post(format!("{}/webhooks/hotmart", stack.edge.url))
         .header("content-type", json)
         .header("X-HOTMART-HOTTOK", HOTTOK)
         .body(reqwest::blocking::Body::new(std::io::Cursor::new(vec![b' '; 2 * 1024 * 1024])))
-        .send()
-        .unwrap();
-    assert_eq!(chunked.status().as_u16(), 413);
+        .send();
+    match chunked {
+        Ok(answer) => assert_eq!(answer.status().as_u16(), 413),
+        Err(e) => assert!(e.is_body() || e.is_request(), "not a refusal mid-upload: {e:?}"),
+    }
 
     let pulled = stack.emulator.client().pull_exactly(&sub, 0, Duration::ZERO, Duration::from_secs(2));
     assert!(pulled.is_empty(), "refused requests reached the topic: {pulled:?}");
