@@ -64,8 +64,7 @@ fn no_tracked_file_refers_to_material_outside_the_repository() {
         }
         let Some(text) = text(&path) else { continue };
         for (i, line) in text.lines().enumerate() {
-            let outside = OUTSIDE.iter().filter(|p| line.contains(**p));
-            for phrase in outside.filter(|p| **p != OUTSIDE[0] || !only_the_shared_crate(&path, line)) {
+            for phrase in OUTSIDE.iter().filter(|p| line.contains(**p)) {
                 found.push(format!("{path}:{}: {phrase:?} in: {}", i + 1, line.trim()));
             }
         }
@@ -75,20 +74,6 @@ fn no_tracked_file_refers_to_material_outside_the_repository() {
         "references to material outside the repository (point to a page in docs/ instead):\n{}",
         found.join("\n")
     );
-}
-
-/// Whether every relative path to a `shared` folder (`OUTSIDE[0]`) on a line of `path` leads,
-/// from `path`'s folder, to the repository's own `shared/` crate, as the path dependency of
-/// `fuzz/Cargo.toml` (a workspace of its own) does.
-fn only_the_shared_crate(path: &str, line: &str) -> bool {
-    let phrase = OUTSIDE[0];
-    line.match_indices(phrase).all(|(at, _)| {
-        let mut start = at;
-        while line[..start].ends_with("../") {
-            start -= 3;
-        }
-        resolve(path, &line[start..at + phrase.len()]).as_deref() == Some("shared")
-    })
 }
 
 /// The Markdown files whose links are checked.
