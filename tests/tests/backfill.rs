@@ -434,7 +434,7 @@ fn drift_finds_a_hand_removed_enrollment_fixes_it_and_never_touches_what_the_bri
     let started = Instant::now();
     let found = loop {
         let found = drift(chain, &["drift"]);
-        if found.iter().any(|d| d["student"] == key.as_str()) || started.elapsed() > Duration::from_secs(20) {
+        if found.iter().any(|d| d["student"] == key.as_str()) || started.elapsed() > Duration::from_secs(90) {
             break found;
         }
         std::thread::sleep(Duration::from_millis(500));
