@@ -22,3 +22,7 @@ pub mod service;
 pub mod settings;
 pub mod simulate;
 pub mod store;
+
+/// The rules crate, for builds outside this workspace (the fuzz targets in `fuzz/`) that reach it
+/// through the backend.
+pub use lms_bridge_shared as shared;

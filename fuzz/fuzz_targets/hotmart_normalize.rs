@@ -6,9 +6,9 @@
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use lms_bridge_fuzz::{assert_round_trips, contains, received_at, HOTTOK};
-use lms_bridge_shared::source::hotmart::{self, Hotmart};
-use lms_bridge_shared::source::{Source, VerifyError};
-use lms_bridge_shared::Change;
+use lms_bridge_backend::shared::source::hotmart::{self, Hotmart};
+use lms_bridge_backend::shared::source::{Source, VerifyError};
+use lms_bridge_backend::shared::Change;
 use std::sync::OnceLock;
 
 fuzz_target!(|body: &[u8]| {

@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use lms_bridge_backend::commands::parse_mappings;
-use lms_bridge_shared::ProductMapping;
+use lms_bridge_backend::shared::ProductMapping;
 use serde::Serialize;
 
 #[derive(Serialize)]

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use lms_bridge_backend::http::{decode_push_data, parse_push_envelope};
 use lms_bridge_fuzz::assert_round_trips;
-use lms_bridge_shared::pubsub::PubsubMessage;
+use lms_bridge_backend::shared::pubsub::PubsubMessage;
 
 fuzz_target!(|body: &[u8]| {
     let Ok(envelope) = parse_push_envelope(body) else { return };

@@ -1,7 +1,7 @@
 //! What the fuzz targets share: a fixed arrival time, the configured hottok, and the one
 //! contract every event checks — what is published, the backend reads back unchanged.
 
-use lms_bridge_shared::{Event, Timestamp};
+use lms_bridge_backend::shared::{Event, Timestamp};
 
 /// The hottok the targets configure. Short and in the dictionaries, so that the fuzzer puts it
 /// into bodies and the redaction check has something to find.
