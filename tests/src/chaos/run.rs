@@ -235,6 +235,7 @@ pub fn run(config: &Config) -> Report {
         (0.90, "burst"),
     ];
     steps.reverse();
+    let mut kills = 0;
     while let Some(&(at, what)) = steps.last() {
         let done = sent.load(Ordering::Relaxed) as f64 / total as f64;
         if done < at && !senders.iter().all(std::thread::JoinHandle::is_finished) {
@@ -247,6 +248,7 @@ pub fn run(config: &Config) -> Report {
             "kill" => {
                 if let Some(mut backend) = killable.take() {
                     backend.crash();
+                    kills += 1;
                 }
             }
             "restart" => killable = Some(start(ports[1])),
@@ -309,6 +311,7 @@ pub fn run(config: &Config) -> Report {
 
     let state = sandbox.state();
     count_lms(&state, &mut report);
+    report.faults.insert("backend kills".into(), kills);
     let events = firestore.collection(&project, "events", &["status", "processed_at"]);
     report.events = events.len();
     // When the backend applied each webhook (RFC 3339 in milliseconds: sorts as text).
@@ -461,7 +464,6 @@ fn count_lms(state: &Value, report: &mut Report) {
             *report.lms_effects.entry(action.to_owned()).or_default() += 1;
         }
     }
-    report.faults.insert("backend kills".into(), 3);
 }
 
 /// `simulate`'s view: its timeline and its probe at `probe`.
