@@ -15,7 +15,8 @@ const SECRETS_HELP: &str = "Secrets, from the environment only:
   HOTMART_HEADER_HOTTOK     the hottok that came with the body (normalize; or --header-hottok-file)
   HOTMART_CLIENT_ID         Hotmart API credentials (backfill, reconcile, serve's /tasks/reconcile)
   HOTMART_CLIENT_SECRET
-  HOTMART_BASIC             optional: the Basic token Hotmart shows with them (else derived)";
+  HOTMART_BASIC             optional: the Basic token Hotmart shows with them (else derived)
+  ADMIN_CSRF_KEY            the admin console's CSRF token key (admin)";
 
 /// Keeps Hotmart and the LMS in step.
 #[derive(Debug, Parser)]
@@ -68,6 +69,8 @@ pub enum Command {
     /// Replay a history of raw webhooks (one body per line on stdin) through the engine,
     /// in memory, and print what the system would show at each probe time.
     Simulate(SimulateArgs),
+    /// Run the admin web console (its own Cloud Run service, behind Identity-Aware Proxy).
+    Admin(AdminArgs),
     /// Re-run stored events through the current code.
     #[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["quarantined", "unmapped"])))]
     Replay {
@@ -462,6 +465,55 @@ pub struct PublishArgs {
     /// Events published a second at most: live webhooks share the subscription and the LMS.
     #[arg(long, env = "PUBLISH_PER_SECOND", default_value_t = 50)]
     pub publish_per_second: u32,
+}
+
+/// How the admin console knows who is asking (`ADMIN_AUTH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdminAuthMode {
+    /// Identity-Aware Proxy's signed header (`x-goog-iap-jwt-assertion`, ES256), verified here
+    /// too, and the operator's email looked up in the allowlists.
+    Iap,
+    /// Nobody is asked: every request is an operator named `local`. Local runs only.
+    None,
+}
+
+/// Arguments of `lms-bridge admin`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// HTTP port.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0")]
+    pub listen: String,
+    /// Where the state is (Firestore).
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where admin events (grants and revocations by hand, retries, replays) are published:
+    /// the events topic, so the backend applies them like any other event.
+    #[command(flatten)]
+    pub publish: PublishArgs,
+    /// How requests are authenticated.
+    #[arg(long, env = "ADMIN_AUTH", value_enum, default_value = "iap")]
+    pub admin_auth: AdminAuthMode,
+    /// The IAP audience the signed header must name: `/projects/NUMBER/locations/REGION/services/SERVICE`
+    /// for IAP on Cloud Run (or `/projects/NUMBER/global/backendServices/ID` behind a load balancer).
+    #[arg(long, env = "ADMIN_IAP_AUDIENCE")]
+    pub admin_iap_audience: Option<String>,
+    /// Where IAP's public keys are.
+    #[arg(long, env = "ADMIN_IAP_JWKS_URL", default_value = "https://www.gstatic.com/iap/verify/public_key-jwk")]
+    pub admin_iap_jwks_url: String,
+    /// Emails allowed to act (grant, revoke, retry, replay, edit mappings), comma-separated.
+    #[arg(long, env = "ADMIN_OPERATORS", default_value = "")]
+    pub admin_operators: String,
+    /// Emails allowed to look, comma-separated.
+    #[arg(long, env = "ADMIN_VIEWERS", default_value = "")]
+    pub admin_viewers: String,
+    /// `ADMIN_CSRF_KEY` (a secret, environment only): the key of the forms' CSRF tokens, the
+    /// same on every instance. Without it a random key per process (forms posted to another
+    /// instance are refused: local runs only).
+    #[arg(skip = Secret::from_env("ADMIN_CSRF_KEY"))]
+    pub admin_csrf_key: Option<Secret>,
 }
 
 /// Where a backfill reads.

@@ -5,6 +5,7 @@
 //! operator command does) and `backfill` (Hotmart API sales and subscriptions, and the CSV
 //! export, as normalized events).
 
+pub mod admin;
 pub mod auth;
 pub mod backfill;
 pub mod cli;

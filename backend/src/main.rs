@@ -4,7 +4,7 @@ use clap::Parser;
 use lms_bridge_backend::cli::{Cli, Command, PubsubCommand, SimulateArgs, StudentCommand};
 use lms_bridge_backend::commands::normalize;
 use lms_bridge_backend::commands::{self, CommandError};
-use lms_bridge_backend::{logging, pubsub_setup, service, simulate};
+use lms_bridge_backend::{admin, logging, pubsub_setup, service, simulate};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
     // `normalize` and `simulate` answer on stdout and log nothing: the engine's log lines
     // would mix with the answer.
     if !matches!(cli.command, Command::Normalize(_) | Command::Simulate(_)) {
-        logging::init(matches!(cli.command, Command::Serve(_)));
+        logging::init(matches!(cli.command, Command::Serve(_) | Command::Admin(_)));
     }
     service::install_crypto_provider();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -85,6 +85,7 @@ fn main() -> ExitCode {
                 }
             }),
             Command::Simulate(args) => simulate(&args).await,
+            Command::Admin(args) => admin::serve(args).await.map(|()| String::new()).map_err(CommandError::Failed),
             Command::Serve(args) => service::serve(args).await.map(|()| String::new()).map_err(CommandError::Failed),
             Command::Mappings { command, service } => commands::mappings(&command, &service).await,
             Command::Sweep(args) => commands::sweep(&args).await,
