@@ -61,6 +61,18 @@ pub struct Event {
     /// sha256 hex of the whole (redacted) body, when `raw` is truncated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_sha256: Option<String>,
+    /// Who asked for an admin event (source `admin`) and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminNote>,
+}
+
+/// The operator behind an admin event, and their reason: shown on the student's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminNote {
+    /// The operator's email (staff, not a student: never logged all the same).
+    pub by: String,
+    /// Why, in the operator's words.
+    pub reason: String,
 }
 
 /// The student an event concerns.
@@ -174,6 +186,13 @@ pub enum Change {
         /// The new plan id.
         plan: String,
     },
+    /// An operator ended the student's access to the product's course by hand (admin events
+    /// only): the grants approved before `effective_at` no longer give it; a later approval
+    /// (a new purchase, a renewal, a grant by hand) does again.
+    Block,
+    /// An operator asked for the course's failed LMS actions to be run again (admin events
+    /// only): no fact, no access change.
+    Retry,
     /// Recorded, no effect on access.
     Info,
     /// Authenticated but not normalizable; kept with its raw body for replay.
@@ -196,6 +215,8 @@ impl Change {
             Change::Cancel { .. } => "cancel",
             Change::ChargeDate { .. } => "charge_date",
             Change::PlanChange { .. } => "plan_change",
+            Change::Block => "block",
+            Change::Retry => "retry",
             Change::Info => "info",
             Change::Unparsed { .. } => "unparsed",
         }
@@ -320,6 +341,7 @@ mod tests {
             raw: None,
             raw_truncated: false,
             raw_sha256: None,
+            admin: None,
         }
     }
 

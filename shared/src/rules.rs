@@ -264,7 +264,7 @@ impl Grant {
                 newest(&mut self.charge_date, Dated { at, value: *next_charge_at })
             }
             Change::PlanChange { plan } => newest(&mut self.plan_switch, Dated { at, value: plan.clone() }),
-            Change::PaymentLate | Change::Info | Change::Unparsed { .. } => {}
+            Change::PaymentLate | Change::Block | Change::Retry | Change::Info | Change::Unparsed { .. } => {}
         }
         Ok(*self != before)
     }
@@ -307,16 +307,22 @@ impl Grant {
         }
     }
 
-    fn subscription_end(&self, valid: &[&ChargeFacts], grace_days: u32) -> Option<Timestamp> {
-        // The newest statement of the next charge date: a valid charge's coverage, stamped with
-        // its approval time, unless a charge-date update is strictly newer.
-        let from_charges = valid.iter().filter_map(|c| Some((c.approval_time()?, c.coverage()?))).max();
-        let period_end = match (from_charges, &self.charge_date) {
+    /// The end of the period paid for (subscriptions): the newest statement of the next charge
+    /// date, a valid charge's coverage stamped with its approval time, unless a charge-date
+    /// update is strictly newer.
+    pub fn paid_through(&self) -> Option<Timestamp> {
+        let valid = self.charges.values().filter(|c| c.is_valid());
+        let from_charges = valid.filter_map(|c| Some((c.approval_time()?, c.coverage()?))).max();
+        match (from_charges, &self.charge_date) {
             (Some((approved, _)), Some(update)) if update.at > approved => Some(update.value),
             (None, Some(update)) => Some(update.value),
             (Some((_, date)), _) => Some(date),
             (None, None) => None,
-        };
+        }
+    }
+
+    fn subscription_end(&self, valid: &[&ChargeFacts], grace_days: u32) -> Option<Timestamp> {
+        let period_end = self.paid_through();
         let mut end = period_end.map(|d| d.plus_days(grace_days));
         let mut cut = |t: Timestamp| end = Some(end.map_or(t, |e| e.min(t)));
         // The charge with the latest approval time (ties: the greatest id), valid or not.
@@ -332,6 +338,11 @@ impl Grant {
             }
         }
         end
+    }
+
+    /// The latest approval time among its valid charges: what a block by hand is compared with.
+    pub fn latest_approval(&self) -> Option<Timestamp> {
+        self.charges.values().filter(|c| c.is_valid()).filter_map(ChargeFacts::approval_time).max()
     }
 
     /// The grant's access at `now`, as [`Grant::end`], with ends at or before `now` inactive.
@@ -363,6 +374,9 @@ pub struct Enrollment {
     pub access: Access,
     /// When the current access ends, if it does.
     pub access_until: Option<Timestamp>,
+    /// The latest block by hand: grants with no valid charge approved after it give nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<Timestamp>,
 }
 
 /// A side effect on the LMS, produced only by an access transition.
@@ -399,7 +413,7 @@ impl Enrollment {
     /// latest among the active grants, "no end" winning.
     pub fn compute(&self, now: Timestamp) -> (Access, Option<Timestamp>) {
         let mut until: Option<Option<Timestamp>> = None;
-        for end in self.grants.values().filter_map(|g| g.access_at(now)) {
+        for end in self.grants.values().filter(|g| self.unblocked(g)).filter_map(|g| g.access_at(now)) {
             until = Some(match (until, end) {
                 (None, end) => end,
                 (Some(None), _) | (_, None) => None,
@@ -410,6 +424,18 @@ impl Enrollment {
             Some(end) => (Access::Active, end),
             None => (Access::Inactive, None),
         }
+    }
+
+    /// Whether a block by hand leaves this grant out: only an approval after the block counts.
+    pub fn unblocked(&self, grant: &Grant) -> bool {
+        self.blocked.is_none_or(|blocked| grant.latest_approval().is_some_and(|a| a > blocked))
+    }
+
+    /// Ends access by hand at `at` (the latest block counts), and decides access at `now`.
+    pub fn block(&self, course: &CourseId, at: Timestamp, now: Timestamp) -> Decision {
+        let mut after = self.clone();
+        after.blocked = Some(after.blocked.map_or(at, |b| b.max(at)));
+        transition(self, after, course, now)
     }
 
     /// Puts a grant's current facts on this course (`Some`), or takes the grant off it

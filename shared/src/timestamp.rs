@@ -59,6 +59,14 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The UTC day, as people write it: `3 Dec 2026`.
+    pub fn day(self) -> String {
+        let format = format_description!("[day padding:none] [month repr:short] [year]");
+        self.0.format(&format).unwrap_or_else(|_| self.to_string())
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");

@@ -62,6 +62,7 @@ fn fact(id: &str, email: &str, change: Change, at: Timestamp, charge: Option<(&s
         raw: None,
         raw_truncated: false,
         raw_sha256: None,
+        admin: None,
     }
 }
 

@@ -293,6 +293,7 @@ impl Base {
             raw: None,
             raw_truncated: false,
             raw_sha256: None,
+            admin: None,
         }
     }
 }

@@ -7,7 +7,10 @@ use crate::store::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, Placeme
 use crate::store::{enrollment_doc_id, StateStore, StoreError, Tx};
 use futures::FutureExt;
 use lms_bridge_shared::event::Student;
-use lms_bridge_shared::{grant_key, Change, Event, Grant, ProductMapping, Timestamp};
+use lms_bridge_shared::rules::Decision;
+use lms_bridge_shared::{
+    admin, grant_key, Access, Change, CourseId, Enrollment, Event, Grant, LmsAction, ProductMapping, Timestamp,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +19,7 @@ use std::time::Duration;
 const BUSY_RETRIES: u32 = 20;
 const BUSY_PAUSE: Duration = Duration::from_millis(100);
 
-fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Timestamp) -> EventDoc {
+pub(super) fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Timestamp) -> EventDoc {
     // What an operator must still look at is kept whole and never expires.
     let keep = matches!(status, EventStatus::Failed | EventStatus::Quarantined | EventStatus::Unmapped);
     EventDoc {
@@ -32,11 +35,38 @@ fn record(event: &Event, status: EventStatus, reason: Option<String>, now: Times
         processed_at: now,
         expire_at: (!keep).then(|| now.plus_days(EVENT_TTL_DAYS)),
         event_json: keep.then(|| String::from_utf8_lossy(&event.to_json()).into_owned()),
+        admin: event.admin.clone(),
+        decisions: Vec::new(),
     }
 }
 
+/// A decision in words, for the event's record: `course 201: inactive → active until …`.
+pub(super) fn describe(course: &CourseId, before: &Enrollment, decision: &Decision) -> String {
+    fn access(e: &Enrollment) -> String {
+        match (e.access, e.access_until) {
+            (Access::Inactive, _) => "inactive".to_owned(),
+            (Access::Active, Some(until)) => format!("active until {until}"),
+            (Access::Active, None) => "active with no end".to_owned(),
+        }
+    }
+    let actions: Vec<&str> = decision
+        .actions
+        .iter()
+        .map(|a| match a {
+            LmsAction::EnsureUser => "ensure user",
+            LmsAction::Enroll { .. } => "enroll",
+            LmsAction::Unenroll { .. } => "unenroll",
+        })
+        .collect();
+    let mut text = format!("course {course}: {} → {}", access(before), access(&decision.enrollment));
+    if !actions.is_empty() {
+        text.push_str(&format!(" ({})", actions.join(", ")));
+    }
+    text
+}
+
 /// The result of the event transaction.
-enum Committed {
+pub(super) enum Committed {
     New {
         touched: Vec<String>,
         changed: bool,
@@ -78,6 +108,7 @@ async fn apply_in(
         .collect();
 
     let mut touched = Vec::new();
+    let mut decisions = Vec::new();
     let mut docs = Vec::new();
     for placement in placed_before.union(&placed_after) {
         let doc_id = enrollment_doc_id(&placement.student_key, &placement.course_id);
@@ -92,6 +123,7 @@ async fn apply_in(
         if !decision.changed {
             continue;
         }
+        decisions.push(describe(course, &doc.state, &decision));
         doc.apply(decision, event.id.as_str(), now);
         tx.put_enrollment(&doc_id, &doc)?;
         touched.push(doc_id);
@@ -118,6 +150,7 @@ async fn apply_in(
     };
     let mut doc = record(event, status, reason, now);
     doc.enrollments = touched.clone();
+    doc.decisions = decisions;
     tx.put_event(&doc)?;
     Ok(Committed::New { touched, changed })
 }
@@ -159,7 +192,17 @@ impl<S: StateStore> Engine<S> {
             }
             return Ok(Outcome::Quarantined);
         }
+        if matches!(event.change, Change::Block | Change::Retry) {
+            return self.apply_by_hand(event, now).await;
+        }
         let mapping = match (&event.change, &event.product) {
+            // A grant by hand names its course as its product.
+            (change, Some(product)) if change.affects_access() && admin::is_admin(&event.source) => {
+                match admin::mapping(&product.id) {
+                    Ok(mapping) => Some(mapping),
+                    Err(e) => return self.fail(event, &format!("a grant by hand names no course: {e}")).await,
+                }
+            }
             (change, Some(product)) if change.affects_access() => {
                 self.store.mapping(event.source.as_str(), product.id.as_str()).await?
             }
@@ -199,6 +242,12 @@ impl<S: StateStore> Engine<S> {
             })
             .await?;
 
+        self.finish_committed(committed).await
+    }
+
+    /// Runs the LMS actions a committed event queued (or, for one seen before, those its first
+    /// delivery left pending).
+    pub(super) async fn finish_committed(&self, committed: Committed) -> Result<Outcome, ApplyError> {
         match committed {
             Committed::New { touched, changed } => {
                 self.run_pending_all(&touched).await?;
@@ -214,7 +263,7 @@ impl<S: StateStore> Engine<S> {
 
     /// Runs each enrollment's pending actions; one failing does not stop the others, and the
     /// first error is what the delivery reports.
-    async fn run_pending_all(&self, enrollments: &[String]) -> Result<(), ApplyError> {
+    pub(super) async fn run_pending_all(&self, enrollments: &[String]) -> Result<(), ApplyError> {
         let mut first_error = None;
         let mut users = UserCache::new();
         for doc_id in enrollments {

@@ -6,6 +6,7 @@
 //! whose time is up and retries what was left pending, `drift` compares the LMS with the state.
 
 pub mod drift;
+mod by_hand;
 mod intake;
 mod outbox;
 mod sweep;

@@ -224,6 +224,8 @@ async fn store_undecodable<S: StateStore>(
         // An operator must see it: no TTL.
         expire_at: None,
         event_json: Some(kept),
+        admin: None,
+        decisions: Vec::new(),
     };
     match state.engine.store.put_event(&doc).await {
         Ok(()) => Ok(id.to_string()),

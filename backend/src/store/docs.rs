@@ -66,6 +66,12 @@ pub struct EventDoc {
     pub expire_at: Option<Timestamp>,
     /// The event JSON, kept for quarantined and failed events (replay).
     pub event_json: Option<String>,
+    /// Who asked for an admin event, and why.
+    #[serde(default)]
+    pub admin: Option<lms_bridge_shared::AdminNote>,
+    /// What it did to each enrollment it changed, in words (`course 201: inactive → active …`).
+    #[serde(default)]
+    pub decisions: Vec<String>,
 }
 
 /// `students/{key}`.
@@ -169,6 +175,9 @@ pub struct EnrollmentDoc {
     /// Actions that failed for good, with the reason.
     #[serde(default)]
     pub failed: Vec<PendingAction>,
+    /// Oldest failed action's time, for the console's query; absent when none.
+    #[serde(default)]
+    pub failed_since: Option<Timestamp>,
     /// The student held this course in the LMS before the bridge enrolled them (the first
     /// enroll found it there): the bridge never unenrolls it.
     #[serde(default)]
@@ -196,6 +205,7 @@ impl EnrollmentDoc {
             pending: Vec::new(),
             pending_since: None,
             failed: Vec::new(),
+            failed_since: None,
             preexisting: false,
             bridge_enrolled: false,
             version: 0,
@@ -227,9 +237,10 @@ impl EnrollmentDoc {
         self.set_state(decision.enrollment, now);
     }
 
-    /// Bumps the version and recomputes `pending_since`.
+    /// Bumps the version and recomputes `pending_since` and `failed_since`.
     pub fn touch(&mut self, now: Timestamp) {
         self.pending_since = self.pending.iter().map(|p| p.created_at).min();
+        self.failed_since = self.failed.iter().map(|p| p.created_at).min();
         self.version += 1;
         self.updated_at = now;
     }
@@ -270,6 +281,23 @@ pub struct ProductDoc {
     pub mapping: ProductMapping,
     /// Last import.
     pub updated_at: Timestamp,
+}
+
+/// `audit/{id}`: one thing an operator did in the console, with who and when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditDoc {
+    /// Random, unique.
+    pub id: String,
+    /// When.
+    pub at: Timestamp,
+    /// The operator's email.
+    pub by: String,
+    /// What, as a short verb phrase: `grant`, `block`, `retry`, `replay`, `mapping`.
+    pub action: String,
+    /// The student it concerns, when it concerns one.
+    pub student_key: Option<StudentKey>,
+    /// The details, in words (course, product, reason, ids).
+    pub detail: String,
 }
 
 /// Which operator job a `jobs/{id}` record is.

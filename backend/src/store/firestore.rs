@@ -27,6 +27,8 @@ pub const GRANTS: &str = "grants";
 pub const PRODUCTS: &str = "products";
 /// Backfill, reconcile and drift runs by job id.
 pub const JOBS: &str = "jobs";
+/// What operators did in the console, by random id.
+pub const AUDIT: &str = "audit";
 
 /// How long a mapping read is reused by the server.
 const MAPPING_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -35,7 +37,7 @@ const MISSING_MAPPING_CACHE_TTL: Duration = Duration::from_secs(3);
 
 /// The Firestore database, with a short cache of product mappings.
 pub struct FirestoreStore {
-    db: FirestoreDb,
+    pub(super) db: FirestoreDb,
     mappings: Mutex<HashMap<String, (Instant, Option<ProductMapping>)>>,
 }
 
@@ -48,7 +50,7 @@ impl FirestoreStore {
 
     /// The sweep's pages: enrollments whose `field` is at or before `up_to` (active ones only
     /// when `active_only`), ordered by it, `limit` of them from the inclusive cursor `from`.
-    async fn enrollments_up_to(
+    pub(super) async fn enrollments_up_to(
         &self,
         field: &str,
         up_to: Timestamp,

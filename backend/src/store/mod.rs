@@ -3,6 +3,7 @@
 //! simulation and tests. Document ids never contain raw emails. The collections and their
 //! documents are described in docs/contracts.md#firestore.
 
+pub mod console;
 pub mod docs;
 pub mod firestore;
 pub mod memory;

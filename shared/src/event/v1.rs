@@ -134,6 +134,7 @@ impl Event {
             raw: self.raw,
             raw_truncated: false,
             raw_sha256: None,
+            admin: None,
         }
     }
 }

@@ -512,5 +512,6 @@ pub fn normalize(body: &[u8], received_at: Timestamp) -> Result<Event, Normalize
         raw: None,
         raw_truncated: false,
         raw_sha256: None,
+        admin: None,
     })
 }

@@ -146,6 +146,7 @@ pub trait Source {
             raw: Some(base64::engine::general_purpose::STANDARD.encode(redacted)),
             raw_truncated: false,
             raw_sha256: None,
+            admin: None,
         }
     }
 }
