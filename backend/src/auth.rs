@@ -5,24 +5,18 @@
 //! Nothing here puts a token, a key, an email or a URL's query string into an error text:
 //! every [`AuthError`] is safe to log and to answer.
 
+use crate::jwks::JwksCache;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use crate::jwks::{without_query, MIN_REFRESH};
 
 /// Google's issuers.
 const ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
-/// Fetch the JWKS at most this often, whatever happens (an unknown `kid`, expiry, a failing
-/// endpoint): a flood of forged kids must not become a flood of fetches to Google.
-pub const MIN_REFRESH: Duration = Duration::from_secs(30);
-/// How long a key set is fresh when the response names no `Cache-Control: max-age`.
-const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
-/// The longest a key set is trusted without asking again, whatever `max-age` says.
-const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-/// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
-const LEEWAY_SECS: u64 = 30;
+/// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (the IAP verifier allows the same).
+pub(crate) const LEEWAY_SECS: u64 = 30;
 
 /// How pushes are authenticated (`PUSH_AUTH`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -64,18 +58,6 @@ struct Claims {
     email: Option<String>,
     #[serde(default)]
     email_verified: bool,
-}
-
-#[derive(Deserialize)]
-struct Jwk {
-    kid: String,
-    n: String,
-    e: String,
-}
-
-#[derive(Deserialize)]
-struct Jwks {
-    keys: Vec<Jwk>,
 }
 
 /// Who a token must be for and from (`PUSH_AUDIENCE`, `PUSH_SERVICE_ACCOUNT`).
@@ -139,32 +121,10 @@ impl std::fmt::Debug for PushAuthConfig {
     }
 }
 
-/// The cached key set. Only ever locked for a moment, never across an `.await`.
-#[derive(Default)]
-struct KeyCache {
-    keys: HashMap<String, DecodingKey>,
-    /// Until when `keys` is fresh (from the response's `Cache-Control: max-age`).
-    fresh_until: Option<Instant>,
-    /// When a fetch was last started, successful or not.
-    last_attempt: Option<Instant>,
-    /// Why the last fetch failed, if it did (cleared by a success).
-    last_error: Option<String>,
-}
-
 /// The push-token verifier.
 pub struct PushAuth {
     config: PushAuthConfig,
-    http: reqwest::Client,
-    cache: RwLock<KeyCache>,
-    /// Single flight: whoever holds it is the one fetching; the others wait, then read the cache.
-    /// It guards no data, so holding it across the fetch blocks nobody who has a cached key.
-    fetching: tokio::sync::Mutex<()>,
-    fetches: std::sync::atomic::AtomicU64,
-}
-
-/// A URL without its query string and fragment (for logs and errors).
-pub fn without_query(url: &str) -> &str {
-    url.split(['?', '#']).next().unwrap_or_default()
+    keys: JwksCache,
 }
 
 /// Compares two secrets in time independent of where they differ (and of `given`'s length).
@@ -177,19 +137,8 @@ pub fn constant_time_eq(expected: &[u8], given: &[u8]) -> bool {
     diff == 0
 }
 
-/// `max-age` of a `Cache-Control` value.
-fn max_age(cache_control: Option<&str>) -> Option<Duration> {
-    cache_control?
-        .split(',')
-        .find_map(|directive| {
-            let (name, value) = directive.trim().split_once('=')?;
-            name.trim().eq_ignore_ascii_case("max-age").then(|| value.trim().trim_matches('"').parse().ok()).flatten()
-        })
-        .map(Duration::from_secs)
-}
-
 /// A fixed description of a token error: jsonwebtoken's own texts may quote claim values.
-fn describe(error: &jsonwebtoken::errors::Error) -> String {
+pub(crate) fn describe(error: &jsonwebtoken::errors::Error) -> String {
     match error.kind() {
         ErrorKind::InvalidToken => "not a JWT",
         ErrorKind::InvalidSignature => "bad signature",
@@ -208,32 +157,11 @@ fn describe(error: &jsonwebtoken::errors::Error) -> String {
     .to_owned()
 }
 
-/// A fetch failure, without the URL reqwest would put in it.
-fn fetch_error(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".to_owned()
-    } else if let Some(status) = error.status() {
-        format!("HTTP {}", status.as_u16())
-    } else if error.is_decode() {
-        "the answer is not a JWK set".to_owned()
-    } else if error.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        "request failed".to_owned()
-    }
-}
-
 impl PushAuth {
     /// A verifier for `mode`, expecting `audience` and the service account `email`.
     pub fn new(config: PushAuthConfig) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self {
-            config,
-            http,
-            cache: RwLock::new(KeyCache::default()),
-            fetching: tokio::sync::Mutex::new(()),
-            fetches: std::sync::atomic::AtomicU64::new(0),
-        }
+        let keys = JwksCache::new(config.jwks_url.clone(), config.min_refresh);
+        Self { config, keys }
     }
 
     /// The mode in force.
@@ -243,7 +171,7 @@ impl PushAuth {
 
     /// How many JWKS fetches were started (for tests and diagnostics).
     pub fn jwks_fetches(&self) -> u64 {
-        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+        self.keys.fetches()
     }
 
     fn validation(expected: &Expected) -> Validation {
@@ -255,87 +183,6 @@ impl PushAuth {
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
         validation
-    }
-
-    fn cache(&self) -> std::sync::RwLockReadGuard<'_, KeyCache> {
-        self.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn cache_mut(&self) -> std::sync::RwLockWriteGuard<'_, KeyCache> {
-        self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The cached key for `kid` if the set is still fresh.
-    fn fresh_key(&self, kid: &str) -> Option<DecodingKey> {
-        let cache = self.cache();
-        let fresh = cache.fresh_until.is_some_and(|until| Instant::now() < until);
-        fresh.then(|| cache.keys.get(kid).cloned()).flatten()
-    }
-
-    /// The key for `kid`: from the cache while it is fresh, else after one fetch (one at a
-    /// time; at most one per `min_refresh`). A stale key is still used when refetching is not
-    /// allowed yet or fails: keys rotate slowly, and an outage of Google's endpoint must not
-    /// stop pushes signed with a key we already know.
-    async fn key(&self, kid: &str) -> Result<Option<DecodingKey>, AuthError> {
-        if let Some(key) = self.fresh_key(kid) {
-            return Ok(Some(key));
-        }
-        let _flight = self.fetching.lock().await;
-        // Someone else may have fetched while we waited.
-        if let Some(key) = self.fresh_key(kid) {
-            return Ok(Some(key));
-        }
-        {
-            let mut cache = self.cache_mut();
-            if cache.last_attempt.is_some_and(|at| at.elapsed() < self.config.min_refresh) {
-                return match (cache.keys.get(kid), &cache.last_error) {
-                    (Some(key), _) => Ok(Some(key.clone())),
-                    (None, Some(error)) => Err(AuthError::Jwks(error.clone())),
-                    (None, None) => Ok(None),
-                };
-            }
-            // Stamped before the fetch, so a failure counts as an attempt too.
-            cache.last_attempt = Some(Instant::now());
-        }
-        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let fetched = self.fetch().await;
-        let mut cache = self.cache_mut();
-        match fetched {
-            Ok((keys, max_age)) => {
-                cache.keys = keys;
-                cache.fresh_until = Some(Instant::now() + max_age);
-                cache.last_error = None;
-                Ok(cache.keys.get(kid).cloned())
-            }
-            Err(error) => {
-                tracing::warn!(jwks = without_query(&self.config.jwks_url), error = %error, "cannot fetch the token signing keys");
-                cache.last_error = Some(error.clone());
-                match cache.keys.get(kid) {
-                    Some(stale) => Ok(Some(stale.clone())),
-                    None => Err(AuthError::Jwks(error)),
-                }
-            }
-        }
-    }
-
-    async fn fetch(&self) -> Result<(HashMap<String, DecodingKey>, Duration), String> {
-        let response = self
-            .http
-            .get(&self.config.jwks_url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| fetch_error(&e))?;
-        let max_age = max_age(response.headers().get("cache-control").and_then(|v| v.to_str().ok()))
-            .unwrap_or(DEFAULT_MAX_AGE)
-            .min(MAX_MAX_AGE);
-        let jwks: Jwks = response.json().await.map_err(|e| fetch_error(&e))?;
-        let keys = jwks
-            .keys
-            .into_iter()
-            .filter_map(|k| DecodingKey::from_rsa_components(&k.n, &k.e).ok().map(|key| (k.kid, key)))
-            .collect();
-        Ok((keys, max_age))
     }
 
     /// Checks the `?token=` verification token when one is configured.
@@ -370,7 +217,12 @@ impl PushAuth {
                     return Err(AuthError::Invalid("wrong algorithm".into()));
                 }
                 let kid = header.kid.ok_or_else(|| AuthError::Invalid("no kid".into()))?;
-                let key = self.key(&kid).await?.ok_or_else(|| AuthError::Invalid("unknown kid".into()))?;
+                let key = self
+                    .keys
+                    .key(&kid)
+                    .await
+                    .map_err(|e| AuthError::Jwks(e.0))?
+                    .ok_or_else(|| AuthError::Invalid("unknown kid".into()))?;
                 jsonwebtoken::decode(token, &key, &Self::validation(expected))
                     .map_err(|e| AuthError::Invalid(describe(&e)))?
                     .claims
@@ -405,18 +257,6 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secre"));
         assert!(!constant_time_eq(b"secret", b""));
         assert!(constant_time_eq(b"", b""));
-    }
-
-    #[test]
-    fn max_age_is_read_from_cache_control() {
-        assert_eq!(
-            max_age(Some("public, max-age=19845, must-revalidate, no-transform")),
-            Some(Duration::from_secs(19845))
-        );
-        assert_eq!(max_age(Some("Max-Age = 5")), Some(Duration::from_secs(5)));
-        assert_eq!(max_age(Some("no-cache")), None);
-        assert_eq!(max_age(Some("max-age=soon")), None);
-        assert_eq!(max_age(None), None);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The lms-bridge backend: Pub/Sub push intake, Firestore state, LMS provisioning, and the
-//! operator commands. Rooms: `http` (the surface), `auth` (push tokens), `engine` (applying
-//! events and the sweep), `store` (the state port: Firestore, in memory), `clock`, `lms`
-//! (adapters), `cli` (arguments), `settings` (the arguments validated), `commands` (what each
-//! operator command does) and `backfill` (Hotmart API sales and subscriptions, and the CSV
-//! export, as normalized events).
+//! operator commands. Rooms: `http` (the surface), `auth` (push tokens), `jwks` (token issuers'
+//! keys, cached), `admin` (the console, IAP), `engine` (applying events and the sweep), `store`
+//! (the state port: Firestore, in memory), `clock`, `lms` (adapters), `cli` (arguments),
+//! `settings` (the arguments validated), `commands` (what each operator command does) and
+//! `backfill` (Hotmart API sales and subscriptions, and the CSV export, as normalized events).
 
 pub mod admin;
 pub mod auth;
@@ -15,6 +15,7 @@ pub mod engine;
 pub mod hotmart_api;
 pub mod http;
 pub mod jobs;
+pub mod jwks;
 pub mod lms;
 pub mod logging;
 pub mod publish;

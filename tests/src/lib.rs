@@ -9,6 +9,7 @@ pub mod backend;
 pub mod chaos;
 pub mod edge;
 pub mod hotmart_fake;
+pub mod iap;
 pub mod mappings;
 pub mod process;
 pub mod pubsub_emulator;

@@ -1,6 +1,8 @@
 //! The admin console (`lms-bridge admin`): server-rendered pages over the state, behind
 //! Identity-Aware Proxy, that act only by publishing admin events and writing mappings.
 
+pub mod iap;
+
 use crate::cli::AdminArgs;
 
 /// Serves the console until SIGTERM.
