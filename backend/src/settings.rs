@@ -341,3 +341,94 @@ mod tests {
         assert!(!format!("{settings:?}").contains("\"t\""), "the token never shows in Debug");
     }
 }
+
+/// `lms-bridge admin`, validated.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// The port.
+    pub port: u16,
+    /// The address.
+    pub listen: String,
+    /// The GCP project of the Firestore database.
+    pub project: String,
+    /// The student-key pepper, when set.
+    pub pepper: Option<Pepper>,
+    /// Where admin events go.
+    pub publish: PublishSettings,
+    /// Who may look and act.
+    pub gate: AdminGate,
+    /// The CSRF key; `None`: a random one per process.
+    pub csrf_key: Option<Secret>,
+}
+
+/// How the console knows who asks.
+#[derive(Debug, Clone)]
+pub enum AdminGate {
+    /// `ADMIN_AUTH=none`: everyone is the operator `local`.
+    Open,
+    /// Identity-Aware Proxy's signed header, and the allowlists.
+    Iap {
+        /// The audience the header must name.
+        audience: String,
+        /// IAP's keys.
+        jwks_url: String,
+        /// Emails that may act (lowercased).
+        operators: std::collections::BTreeSet<String>,
+        /// Emails that may look (lowercased).
+        viewers: std::collections::BTreeSet<String>,
+    },
+}
+
+/// A comma-separated list of emails, lowercased; each must look like one.
+fn email_list(text: &str, name: &'static str) -> Result<std::collections::BTreeSet<String>, SettingsError> {
+    let mut emails = std::collections::BTreeSet::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let email = lms_bridge_shared::Email::parse(item).map_err(|_| SettingsError::Invalid {
+            name,
+            reason: format!("has an entry that is not an email (entry {})", emails.len() + 1),
+        })?;
+        emails.insert(email.as_str().to_owned());
+    }
+    Ok(emails)
+}
+
+impl AdminSettings {
+    /// From the arguments. On Cloud Run (`K_SERVICE` set) the console never runs open.
+    pub fn from_args(args: &crate::cli::AdminArgs) -> Result<Self, SettingsError> {
+        let on_cloud_run = std::env::var("K_SERVICE").is_ok_and(|s| !s.trim().is_empty());
+        let gate = match args.admin_auth {
+            crate::cli::AdminAuthMode::None if on_cloud_run => {
+                return Err(SettingsError::Invalid {
+                    name: "ADMIN_AUTH",
+                    reason: "is none on Cloud Run (K_SERVICE is set): the console would be open to anyone who reaches it; use iap".into(),
+                })
+            }
+            crate::cli::AdminAuthMode::None => AdminGate::Open,
+            crate::cli::AdminAuthMode::Iap => {
+                let operators = email_list(&args.admin_operators, "ADMIN_OPERATORS")?;
+                let viewers = email_list(&args.admin_viewers, "ADMIN_VIEWERS")?;
+                if operators.is_empty() && viewers.is_empty() {
+                    return Err(SettingsError::Invalid {
+                        name: "ADMIN_OPERATORS",
+                        reason: "and ADMIN_VIEWERS are both empty: nobody could use the console".into(),
+                    });
+                }
+                AdminGate::Iap {
+                    audience: required(args.admin_iap_audience.as_deref(), "ADMIN_IAP_AUDIENCE")?,
+                    jwks_url: required(Some(&args.admin_iap_jwks_url), "ADMIN_IAP_JWKS_URL")?,
+                    operators,
+                    viewers,
+                }
+            }
+        };
+        Ok(Self {
+            port: args.port,
+            listen: args.listen.clone(),
+            project: required(Some(&args.store.gcp_project), "GCP_PROJECT")?,
+            pepper: args.store.keys.pepper(),
+            publish: PublishSettings::from_args(&args.publish)?,
+            gate,
+            csrf_key: args.admin_csrf_key.clone().filter(|k| !k.is_blank()),
+        })
+    }
+}

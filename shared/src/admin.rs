@@ -96,12 +96,7 @@ impl HandAction {
             effective_at: self.at,
             clamped: false,
             student: Some(self.student.clone()),
-            product: Some(Product {
-                id: ProductId::parse(self.course.as_str())?,
-                name: None,
-                offer: None,
-                plan: None,
-            }),
+            product: Some(Product { id: ProductId::parse(self.course.as_str())?, name: None, offer: None, plan: None }),
             grant_id: Some(GrantId::parse(&hand)?),
             charge,
             subscription: None,

@@ -12,14 +12,14 @@ pub fn why(enrollment: &Enrollment, now: Timestamp) -> String {
     let grants: Vec<(&str, &Grant)> = enrollment.grants.iter().map(|(k, g)| (k.as_str(), g)).collect();
     let counted: Vec<&(&str, &Grant)> = grants.iter().filter(|(_, g)| enrollment.unblocked(g)).collect();
     // The grant that gives the longest access explains an active course.
-    let best = counted
-        .iter()
-        .filter_map(|entry| Some((entry.1.access_at(now)?, entry)))
-        .max_by(|(a, _), (b, _)| match (a, b) {
-            (None, None) => std::cmp::Ordering::Equal,
-            (None, _) => std::cmp::Ordering::Greater,
-            (_, None) => std::cmp::Ordering::Less,
-            (Some(a), Some(b)) => a.cmp(b),
+    let best =
+        counted.iter().filter_map(|entry| Some((entry.1.access_at(now)?, entry))).max_by(|(a, _), (b, _)| {
+            match (a, b) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, _) => std::cmp::Ordering::Greater,
+                (_, None) => std::cmp::Ordering::Less,
+                (Some(a), Some(b)) => a.cmp(b),
+            }
         });
     if let Some((end, (key, grant))) = best {
         let until = match end {
@@ -173,7 +173,11 @@ mod tests {
             student: Some(Student::new(Email::parse("ana@example.com").unwrap())),
             product: Some(Product { id: ProductId::parse("9").unwrap(), name: None, offer: None, plan: None }),
             grant_id: Some(GrantId::parse("I9OT62C3").unwrap()),
-            charge: Some(Charge { id: ChargeId::parse(charge).unwrap(), approved_at: None, next_charge_at: next.map(at) }),
+            charge: Some(Charge {
+                id: ChargeId::parse(charge).unwrap(),
+                approved_at: None,
+                next_charge_at: next.map(at),
+            }),
             subscription: None,
             amount: None,
             raw: None,

@@ -10,7 +10,12 @@ use futures::FutureExt;
 use lms_bridge_shared::{admin, Change, CourseId, Event, Timestamp};
 use std::sync::Arc;
 
-async fn by_hand_in(tx: &mut dyn Tx, event: &Event, course: &CourseId, now: Timestamp) -> Result<Committed, StoreError> {
+async fn by_hand_in(
+    tx: &mut dyn Tx,
+    event: &Event,
+    course: &CourseId,
+    now: Timestamp,
+) -> Result<Committed, StoreError> {
     if let Some(seen) = tx.event(event.id.as_str()).await? {
         return Ok(Committed::Seen { enrollments: seen.enrollments });
     }

@@ -5,8 +5,8 @@
 //! `intake` commits an event, `outbox` runs the LMS actions it queued, `sweep` ends access
 //! whose time is up and retries what was left pending, `drift` compares the LMS with the state.
 
-pub mod drift;
 mod by_hand;
+pub mod drift;
 mod intake;
 mod outbox;
 mod sweep;
