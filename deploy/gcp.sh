@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Creates (or brings up to date) the production lms-bridge on GCP: APIs, least-privilege
 # service accounts, Firestore with its indexes and TTL, the secrets, the Cloud Run backend,
-# the Pub/Sub topic + dead-letter topic + push subscription, and the sweep's scheduler job.
+# the Pub/Sub topic + dead-letter topic + push subscription, the sweep's scheduler job, and the
+# admin console (`lms-bridge admin`, the same image) as a second Cloud Run service behind
+# Identity-Aware Proxy, open to the emails of ADMIN_OPERATORS and ADMIN_VIEWERS only.
 # Idempotent: what exists is brought to the settings below, and the Pub/Sub ones are those of
 # deploy/pubsub.env (`lms-bridge pubsub setup` is built from the same file). `--dry-run` prints
 # every command (secrets as <secret>) and changes nothing.
 #
 #   PROJECT=my-project REGION=us-central1 TALENTLMS_URL=https://acme.talentlms.com \
-#   TALENTLMS_API_KEY=... deploy/gcp.sh [--dry-run] [--max-instances N] [--edge-key]
+#   TALENTLMS_API_KEY=... ADMIN_OPERATORS=ops@example.com [ADMIN_VIEWERS=...] \
+#   deploy/gcp.sh [--dry-run] [--max-instances N] [--edge-key]
 set -euo pipefail
 
 usage() {
@@ -18,13 +21,17 @@ usage: deploy/gcp.sh [--dry-run] [--max-instances N] [--edge-key]
                      TalentLMS at TALENTLMS_CALLS_PER_SECOND / N calls per second
   --edge-key         also give the edge a new service-account key: stored as the Worker's
                      GCP_SERVICE_ACCOUNT_KEY secret (wrangler), then the older keys deleted
-environment: PROJECT (required), TALENTLMS_URL (required), TALENTLMS_API_KEY (first run, or
-to change it), REGION (us-central1), TALENTLMS_CALLS_PER_SECOND (30: lms-bridge's share of the
-portal's 40 calls/s, all instances together), DEACTIVATE_IDLE_USERS (false), PROJECT_NUMBER
+environment: PROJECT (required), TALENTLMS_URL (required), ADMIN_OPERATORS (required: the
+emails, comma-separated, that may act in the admin console; at least one), ADMIN_VIEWERS
+(emails that may only look), TALENTLMS_API_KEY (first run, or to change it), REGION
+(us-central1), TALENTLMS_CALLS_PER_SECOND (30: lms-bridge's share of the portal's 40 calls/s,
+all instances together), DEACTIVATE_IDLE_USERS (false), PROJECT_NUMBER
 (looked up when absent), SERVICE, TOPIC, SUBSCRIPTION, DEAD_LETTER_TOPIC,
 DEAD_LETTER_SUBSCRIPTION (default names in deploy/pubsub.env), IMAGE_TAG; HOTMART_CLIENT_ID and
 HOTMART_CLIENT_SECRET (both, first run or to change them: they turn on the hourly reconcile),
-RECONCILE_SCHEDULE (0 * * * *)
+RECONCILE_SCHEDULE (0 * * * *), ADMIN_SERVICE (SERVICE-admin), ADMIN_CSRF_SECRET
+(admin-csrf-key). ADMIN_OPERATORS and ADMIN_VIEWERS are the whole IAP access list of the
+console: an email taken out of them loses its access at the next run.
 USAGE
 }
 
@@ -49,6 +56,7 @@ done
 : "${TALENTLMS_URL:?set TALENTLMS_URL, e.g. https://acme.talentlms.com}"
 REGION=${REGION:-us-central1}
 SERVICE=${SERVICE:-lms-bridge}
+ADMIN_SERVICE=${ADMIN_SERVICE:-$SERVICE-admin}
 # The Pub/Sub plan (PUBSUB_*): its values are used as they are, never repeated here. The backend
 # build checks each value; this only keeps a mistyped line from being run as a command.
 PUBSUB_PLAN="$(dirname "${BASH_SOURCE[0]}")/pubsub.env"
@@ -66,6 +74,7 @@ TOKEN_SECRET=${TOKEN_SECRET:-push-verification-token}
 PEPPER_SECRET=${PEPPER_SECRET:-student-key-pepper}
 HOTMART_ID_SECRET=${HOTMART_ID_SECRET:-hotmart-client-id}
 HOTMART_SECRET_SECRET=${HOTMART_SECRET_SECRET:-hotmart-client-secret}
+ADMIN_CSRF_SECRET=${ADMIN_CSRF_SECRET:-admin-csrf-key}
 RECONCILE_SCHEDULE=${RECONCILE_SCHEDULE:-0 * * * *}
 SCHEDULE=${SCHEDULE:-*/5 * * * *}
 REPOSITORY=${REPOSITORY:-lms-bridge}
@@ -86,9 +95,42 @@ PACE=$((TALENTLMS_CALLS_PER_SECOND / MAX_INSTANCES))
   die "$MAX_INSTANCES instances cannot share $TALENTLMS_CALLS_PER_SECOND calls/s (at least 1 each): lower --max-instances"
 [ "$PACE" -le 35 ] || PACE=35 # the backend's own ceiling per process
 
+# The admin console's people: who may act (operators) and who may only look (viewers). The
+# same lists go to the console (its allowlists) and to IAP (who may reach it at all).
+# email_list NAME: the emails of variable NAME (comma-separated), trimmed and lowercased,
+# joined by commas; anything that is not an email stops the script, naming it.
+email_list() {
+  local name=$1 item emails=()
+  local -a items
+  IFS=, read -r -a items <<<"${!name:-}"
+  for item in "${items[@]}"; do
+    item=${item#"${item%%[![:space:]]*}"}
+    item=${item%"${item##*[![:space:]]}"}
+    [ -n "$item" ] || continue
+    [[ "$item" =~ ^[^@[:space:]:\;^=\"\'/]+@[^@[:space:]:\;^=\"\'/]+\.[^@[:space:]:\;^=\"\'/]+$ ]] ||
+      die "$name: '$item' is not an email address (comma-separated emails, e.g. ops@example.com,lead@example.com)"
+    emails+=("${item,,}")
+  done
+  local IFS=,
+  printf '%s' "${emails[*]}"
+}
+ADMIN_OPERATORS_LIST=$(email_list ADMIN_OPERATORS)
+ADMIN_VIEWERS_LIST=$(email_list ADMIN_VIEWERS)
+[ -n "$ADMIN_OPERATORS_LIST" ] ||
+  die "set ADMIN_OPERATORS to the emails that may act in the admin console (comma-separated, at least one, e.g. ADMIN_OPERATORS=ops@example.com); ADMIN_VIEWERS may add emails that only look"
+# The IAP principals: every email of both lists once (a service account as itself).
+IAP_MEMBERS=()
+IFS=, read -r -a admin_emails <<<"$ADMIN_OPERATORS_LIST,$ADMIN_VIEWERS_LIST"
+for email in "${admin_emails[@]}"; do
+  [ -n "$email" ] || continue
+  case "$email" in *.gserviceaccount.com) member="serviceAccount:$email" ;; *) member="user:$email" ;; esac
+  case " ${IAP_MEMBERS[*]} " in *" $member "*) ;; *) IAP_MEMBERS+=("$member") ;; esac
+done
+
 EDGE_SA="lms-bridge-edge@$PROJECT.iam.gserviceaccount.com"
 PUSH_SA="lms-bridge-push@$PROJECT.iam.gserviceaccount.com"
 RUN_SA="lms-bridge-run@$PROJECT.iam.gserviceaccount.com"
+ADMIN_SA="lms-bridge-admin@$PROJECT.iam.gserviceaccount.com"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -139,16 +181,23 @@ else
 fi
 # Cloud Run gives the deterministic URL only while SERVICE-NUMBER fits a 63-character label.
 [ $((${#SERVICE} + 1 + number_length)) -le 63 ] || die "SERVICE '$SERVICE' is too long for a deterministic run.app URL"
+[ $((${#ADMIN_SERVICE} + 1 + number_length)) -le 63 ] ||
+  die "ADMIN_SERVICE '$ADMIN_SERVICE' is too long for a deterministic run.app URL"
 URL="https://$SERVICE-$NUMBER.$REGION.run.app"
+ADMIN_URL="https://$ADMIN_SERVICE-$NUMBER.$REGION.run.app"
+# The audience of the JWT IAP signs for a Cloud Run service it fronts directly.
+ADMIN_IAP_AUDIENCE="/projects/$NUMBER/locations/$REGION/services/$ADMIN_SERVICE"
 PUBSUB_AGENT="service-$NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
+IAP_AGENT="service-$NUMBER@gcp-sa-iap.iam.gserviceaccount.com"
 
 echo "== APIs"
 g services enable run.googleapis.com pubsub.googleapis.com firestore.googleapis.com \
   secretmanager.googleapis.com cloudscheduler.googleapis.com artifactregistry.googleapis.com \
-  cloudbuild.googleapis.com iam.googleapis.com
+  cloudbuild.googleapis.com iam.googleapis.com iap.googleapis.com
 
 echo "== service accounts"
-for sa in lms-bridge-edge:"edge: publishes to one topic" lms-bridge-push:"Pub/Sub push and scheduler: invokes the backend" lms-bridge-run:"backend runtime"; do
+for sa in lms-bridge-edge:"edge: publishes to one topic" lms-bridge-push:"Pub/Sub push and scheduler: invokes the backend" \
+  lms-bridge-run:"backend runtime" lms-bridge-admin:"admin console runtime"; do
   name=${sa%%:*}
   gq iam service-accounts describe "$name@$PROJECT.iam.gserviceaccount.com" ||
     g iam service-accounts create "$name" --display-name="lms-bridge ${sa#*:}"
@@ -271,18 +320,23 @@ if ! $DRY_RUN; then
     die "the service's URL is $actual, not $URL: push tokens and PUSH_AUDIENCE would not match"
 fi
 g run services add-iam-policy-binding "$SERVICE" --region="$REGION" --member="serviceAccount:$PUSH_SA" --role=roles/run.invoker
-# Claims-only token checks (PUSH_AUTH=cloud-run) are sound only while Cloud Run IAM stands in
-# front: a public service would accept forged tokens.
-if $DRY_RUN; then
-  g run services get-iam-policy "$SERVICE" --region="$REGION" --flatten=bindings[].members --format='value(bindings.members)'
-else
-  members=$(gout run services get-iam-policy "$SERVICE" --region="$REGION" --flatten='bindings[].members' --format='value(bindings.members)')
+# refuse_public SERVICE: stops the run when the Cloud Run service's IAM policy lets anyone in.
+refuse_public() {
+  local members
+  if $DRY_RUN; then
+    g run services get-iam-policy "$1" --region="$REGION" --flatten=bindings[].members --format='value(bindings.members)'
+    return
+  fi
+  members=$(gout run services get-iam-policy "$1" --region="$REGION" --flatten='bindings[].members' --format='value(bindings.members)')
   if printf '%s\n' "$members" | grep -qxE 'allUsers|allAuthenticatedUsers'; then
-    echo "gcp.sh: DANGER: Cloud Run service $SERVICE is public: its IAM policy grants allUsers or allAuthenticatedUsers." >&2
-    echo "gcp.sh: remove that binding (gcloud run services remove-iam-policy-binding $SERVICE --region=$REGION --member=allUsers --role=roles/run.invoker) and run again." >&2
+    echo "gcp.sh: DANGER: Cloud Run service $1 is public: its IAM policy grants allUsers or allAuthenticatedUsers." >&2
+    echo "gcp.sh: remove that binding (gcloud run services remove-iam-policy-binding $1 --region=$REGION --member=allUsers --role=roles/run.invoker) and run again." >&2
     exit 1
   fi
-fi
+}
+# Claims-only token checks (PUSH_AUTH=cloud-run) are sound only while Cloud Run IAM stands in
+# front: a public service would accept forged tokens.
+refuse_public "$SERVICE"
 
 echo "== Pub/Sub"
 if gq pubsub topics describe "$TOPIC"; then
@@ -351,6 +405,62 @@ if $RECONCILE; then
   fi
 fi
 
+echo "== the admin console: its account, its CSRF key, a Cloud Run service behind IAP"
+# Its own account, and only: Firestore (state, mappings, audit), publishing admin events to the
+# events topic, the pepper (student keys) and its CSRF key. Nothing of the LMS or Hotmart, and
+# no way into the backend.
+g projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$ADMIN_SA" --role=roles/datastore.user --condition=None
+g pubsub topics add-iam-policy-binding "$TOPIC" --member="serviceAccount:$ADMIN_SA" --role=roles/pubsub.publisher
+# ADMIN_CSRF_KEY: the key of the forms' CSRF tokens, one for every instance. Generated once;
+# rotate by adding a version and re-running (forms open at that moment are refused once).
+gq secrets describe "$ADMIN_CSRF_SECRET" || g secrets create "$ADMIN_CSRF_SECRET" --replication-policy=automatic
+if $DRY_RUN; then
+  g_stdin 'a new key, openssl rand -hex 32, only when the secret has no version' \
+    secrets versions add "$ADMIN_CSRF_SECRET" --data-file=-
+elif ! has_version "$ADMIN_CSRF_SECRET"; then
+  openssl rand -hex 32 | tr -d '\n' | g_stdin '' secrets versions add "$ADMIN_CSRF_SECRET" --data-file=-
+fi
+for secret in "$PEPPER_SECRET" "$ADMIN_CSRF_SECRET"; do
+  g secrets add-iam-policy-binding "$secret" --member="serviceAccount:$ADMIN_SA" --role=roles/secretmanager.secretAccessor
+done
+# IAP directly on the service (no load balancer): every ingress path, the run.app URL included,
+# passes IAP first; Cloud Run IAM then admits IAP's service agent alone. `--iap` is a beta flag
+# in gcloud 528 (the GA flag came later; beta keeps it). The operator lists hold commas, so the
+# variables are separated by ';' (gcloud's ^;^ form). One instance: the console's publish pace
+# (PUBLISH_PER_SECOND, per process) is then the whole pace.
+ADMIN_ENV="GCP_PROJECT=$PROJECT;PUBSUB_TOPIC=$TOPIC;ADMIN_AUTH=iap;ADMIN_IAP_AUDIENCE=$ADMIN_IAP_AUDIENCE"
+ADMIN_ENV+=";ADMIN_OPERATORS=$ADMIN_OPERATORS_LIST"
+[ -z "$ADMIN_VIEWERS_LIST" ] || ADMIN_ENV+=";ADMIN_VIEWERS=$ADMIN_VIEWERS_LIST"
+g beta run deploy "$ADMIN_SERVICE" --image="$IMAGE" --region="$REGION" --service-account="$ADMIN_SA" --args=admin \
+  --ingress=all --no-allow-unauthenticated --invoker-iam-check --iap \
+  --concurrency=20 --cpu=1 --memory=512Mi --max-instances=1 \
+  --set-env-vars="^;^$ADMIN_ENV" \
+  --set-secrets="STUDENT_KEY_PEPPER=$PEPPER_SECRET:latest,ADMIN_CSRF_KEY=$ADMIN_CSRF_SECRET:latest"
+# IAP calls the service as its service agent (created here if the project has none yet).
+g beta services identity create --service=iap.googleapis.com
+g run services add-iam-policy-binding "$ADMIN_SERVICE" --region="$REGION" --member="serviceAccount:$IAP_AGENT" --role=roles/run.invoker
+refuse_public "$ADMIN_SERVICE"
+# Who passes IAP: exactly the emails of ADMIN_OPERATORS and ADMIN_VIEWERS.
+iap_web=(--resource-type=cloud-run --service="$ADMIN_SERVICE" --region="$REGION")
+for member in "${IAP_MEMBERS[@]}"; do
+  g beta iap web add-iam-policy-binding "${iap_web[@]}" --member="$member" --role=roles/iap.httpsResourceAccessor --condition=None
+done
+if $DRY_RUN; then
+  g beta iap web get-iam-policy "${iap_web[@]}" --flatten=bindings[].members \
+    --filter=bindings.role=roles/iap.httpsResourceAccessor --format='value(bindings.members)'
+  printf '# then, for every member not in ADMIN_OPERATORS or ADMIN_VIEWERS:\n'
+  g beta iap web remove-iam-policy-binding "${iap_web[@]}" --member=OTHER_MEMBER --role=roles/iap.httpsResourceAccessor --all
+else
+  holders=$(gout beta iap web get-iam-policy "${iap_web[@]}" --flatten='bindings[].members' \
+    --filter='bindings.role=roles/iap.httpsResourceAccessor' --format='value(bindings.members)')
+  for holder in $holders; do
+    case " ${IAP_MEMBERS[*],,} " in
+      *" ${holder,,} "*) ;;
+      *) g beta iap web remove-iam-policy-binding "${iap_web[@]}" --member="$holder" --role=roles/iap.httpsResourceAccessor --all ;;
+    esac
+  done
+fi
+
 if $EDGE_KEY; then
   echo "== the edge's key: a new one into the Worker's secret, then the older ones deleted"
   # The key exists on disk only in a private temporary file, removed on every exit path; a
@@ -396,6 +506,7 @@ fi
 cat <<NEXT
 
 Backend: $URL (at most $MAX_INSTANCES instances, $PACE TalentLMS calls/s each)
+Admin console: $ADMIN_URL (IAP access for ${#IAP_MEMBERS[@]}: operators $ADMIN_OPERATORS_LIST${ADMIN_VIEWERS_LIST:+; viewers $ADMIN_VIEWERS_LIST})
 Now the edge (run from the repository, after \`source scripts/tools.sh\`):
   npx wrangler queues create lms-bridge-events
   npx wrangler queues create lms-bridge-events-dlq

@@ -4,7 +4,10 @@
 //! `deploy/gcp.sh` against a fake gcloud (first on PATH) for what only a real run does: the
 //! public-service check, the edge key's temporary file, never printing a secret. And the one
 //! Pub/Sub plan: every Pub/Sub value of the script comes from `deploy/pubsub.env`, and the script
-//! and `lms-bridge pubsub setup` (built from the same file) make the same resources.
+//! and `lms-bridge pubsub setup` (built from the same file) make the same resources. And the admin
+//! console: its own Cloud Run service (`lms-bridge admin`, the same image) behind IAP, an account
+//! with exactly its four roles, IAP access for the emails of ADMIN_OPERATORS and ADMIN_VIEWERS and
+//! nobody else, refused without an operator, a CSRF key generated once and never shown.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
 
@@ -30,6 +33,12 @@ const URL: &str = "https://lms-bridge-123456789012.europe-west1.run.app";
 const API_KEY: &str = "key-must-not-be-printed";
 /// The push verification token the fake Secret Manager holds.
 const TOKEN: &str = "token-must-not-be-printed-0123456789abcdef";
+/// Who may act in the admin console, and who may only look (the script's ADMIN_OPERATORS and
+/// ADMIN_VIEWERS, unless a test sets others).
+const OPERATORS: &str = "ops@acme-courses.example";
+const VIEWERS: &str = "viewer@acme-courses.example";
+const ADMIN_SA: &str = "lms-bridge-admin@acme-courses.iam.gserviceaccount.com";
+const IAP_ACCESS: &str = "roles/iap.httpsResourceAccessor";
 /// TalentLMS allows 200 calls per 5 s per portal.
 const PORTAL_CALLS_PER_SECOND: u32 = 200 / 5;
 
@@ -52,7 +61,11 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// What the caller's environment could set for the script; each test sets what it means to.
-const SCRIPT_SETTINGS: [&str; 12] = [
+const SCRIPT_SETTINGS: [&str; 16] = [
+    "ADMIN_OPERATORS",
+    "ADMIN_VIEWERS",
+    "ADMIN_SERVICE",
+    "ADMIN_CSRF_SECRET",
     "HOTMART_CLIENT_ID",
     "HOTMART_CLIENT_SECRET",
     "RECONCILE_SCHEDULE",
@@ -91,6 +104,7 @@ fn dry_run_of(script: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for name in SCRIPT_SETTINGS {
         command.env_remove(name);
     }
+    command.env("ADMIN_OPERATORS", OPERATORS).env("ADMIN_VIEWERS", VIEWERS);
     command.envs(env.iter().copied());
     let output = command.output().unwrap();
     assert!(!marker.exists(), "a dry run called gcloud: {}", std::fs::read_to_string(&marker).unwrap_or_default());
@@ -287,7 +301,7 @@ fn cloud_run_token(audience: &str, email: &str) -> String {
 #[test]
 fn the_cloud_run_settings_of_the_plan_start_the_backend_and_accept_its_own_tokens() {
     let commands = planned(&plan(&[], &[("PROJECT_NUMBER", NUMBER)]));
-    let deploy = command(&commands, &["run", "deploy"]);
+    let deploy = command(&commands, &["run", "deploy", "lms-bridge"]);
     let env = pairs(flag(deploy, "--set-env-vars"));
     let secrets = pairs(flag(deploy, "--set-secrets"));
     let values = BTreeMap::from([
@@ -520,7 +534,7 @@ fn instances_times_the_pace_stay_within_the_portal_budget() {
     ];
     for (args, env, instances) in cases {
         let commands = planned(&plan(args, env));
-        let deploy = command(&commands, &["run", "deploy"]);
+        let deploy = command(&commands, &["run", "deploy", "lms-bridge"]);
         let max: u32 = flag(deploy, "--max-instances").parse().unwrap();
         let pace: u32 = pairs(flag(deploy, "--set-env-vars"))["TALENTLMS_MAX_CALLS_PER_SECOND"].parse().unwrap();
         assert_eq!(max, instances, "{args:?}");
@@ -555,10 +569,13 @@ if [ -n "${FAKE_FAIL_ON:-}" ] && [[ "$args" == *"$FAKE_FAIL_ON"* ]]; then echo "
 case "$args" in
   *"projects describe"*) echo "$FAKE_NUMBER" ;;
   *"run services describe"*) echo "$FAKE_RUN_URL" ;;
+  *"run services get-iam-policy lms-bridge-admin "*) for m in ${FAKE_ADMIN_MEMBERS:-}; do echo "$m"; done ;;
   *"run services get-iam-policy"*) for m in ${FAKE_MEMBERS:-}; do echo "$m"; done ;;
-  *"secrets versions list"*) echo "projects/p/secrets/s/versions/1" ;;
+  *"iap web get-iam-policy"*) for m in ${FAKE_IAP_MEMBERS:-}; do echo "$m"; done ;;
+  *"secrets versions list"*) [ -n "${FAKE_NO_VERSIONS:-}" ] || echo "projects/p/secrets/s/versions/1" ;;
   *"secrets versions access"*push-verification-token*) printf %s "$FAKE_TOKEN" ;;
   *"secrets versions access"*) printf %s "an-older-api-key" ;;
+  *"secrets versions add admin-csrf-key "*) cat >> "$FAKE_DIR/csrf-key" ;;
   *"secrets versions add"*) cat >/dev/null ;;
   *"keys create"*)
     prev=
@@ -569,7 +586,13 @@ case "$args" in
       prev=$a
     done ;;
   *"keys list"*) printf 'oldkey1\nnewkey1\n' ;;
-  *" describe "*) exit 1 ;;
+  *" describe "*)
+    # FAKE_EXISTING: everything exists already (a second run), as the first run left it.
+    [ -n "${FAKE_EXISTING:-}" ] || exit 1
+    case "$args" in
+      *"value(topic)"*) echo "projects/$PROJECT/topics/lms-bridge-events" ;;
+      *"value(enableMessageOrdering)"*) echo True ;;
+    esac ;;
 esac
 exit 0
 "#;
@@ -614,9 +637,16 @@ impl FakeDeploy {
             .env("TALENTLMS_URL", "https://acme.talentlms.com")
             .env("TALENTLMS_API_KEY", API_KEY)
             .stdin(Stdio::null());
-        for name in SCRIPT_SETTINGS.iter().filter(|n| **n != "WRANGLER").chain(&["FAKE_FAIL_ON"]) {
+        for name in SCRIPT_SETTINGS.iter().filter(|n| **n != "WRANGLER").chain(&[
+            "FAKE_FAIL_ON",
+            "FAKE_ADMIN_MEMBERS",
+            "FAKE_IAP_MEMBERS",
+            "FAKE_NO_VERSIONS",
+            "FAKE_EXISTING",
+        ]) {
             command.env_remove(name);
         }
+        command.env("ADMIN_OPERATORS", OPERATORS).env("ADMIN_VIEWERS", VIEWERS);
         command.envs(env.iter().copied());
         command.output().unwrap()
     }
@@ -1040,10 +1070,13 @@ fn every_pubsub_value_of_the_deploy_comes_from_deploy_pubsub_env() {
         }
         // What the plan names elsewhere: the service's subscription, the edge's topic, the
         // Pub/Sub agent's bindings, and Cloud Run's timeout (the ack deadline).
-        let deploy = command(&commands, &["run", "deploy"]);
+        let deploy = command(&commands, &["run", "deploy", "lms-bridge"]);
         assert_eq!(pairs(flag(deploy, "--set-env-vars"))["PUBSUB_SUBSCRIPTION"], other["PUBSUB_SUBSCRIPTION"]);
         assert_eq!(flag(deploy, "--timeout"), format!("{}s", other["PUBSUB_ACK_DEADLINE_SECONDS"]));
-        command(&commands, &["topics", "add-iam-policy-binding", other["PUBSUB_TOPIC"]]);
+        for account in [format!("lms-bridge-edge@{PROJECT}"), format!("lms-bridge-admin@{PROJECT}")] {
+            let member = format!("--member=serviceAccount:{account}.iam.gserviceaccount.com");
+            command(&commands, &["topics", "add-iam-policy-binding", other["PUBSUB_TOPIC"], &member]);
+        }
         command(&commands, &["topics", "add-iam-policy-binding", other["PUBSUB_DEAD_LETTER_TOPIC"]]);
         command(&commands, &["subscriptions", "add-iam-policy-binding", other["PUBSUB_SUBSCRIPTION"]]);
         // Updates too (the push endpoint names the service, not the plan).
@@ -1152,7 +1185,7 @@ fn hotmart_api_credentials_turn_on_the_hourly_reconcile_and_never_show() {
         command(&commands, &["secrets", "create", secret]);
         command(&commands, &["secrets", "add-iam-policy-binding", secret]);
     }
-    let deploy = command(&commands, &["run", "deploy"]);
+    let deploy = command(&commands, &["run", "deploy", "lms-bridge"]);
     let secrets = pairs(flag(deploy, "--set-secrets"));
     assert_eq!(secrets["HOTMART_CLIENT_ID"], "hotmart-client-id:latest");
     assert_eq!(secrets["HOTMART_CLIENT_SECRET"], "hotmart-client-secret:latest");
@@ -1191,4 +1224,346 @@ fn hotmart_api_credentials_turn_on_the_hourly_reconcile_and_never_show() {
 /// The service URL a dry run computes (the project number is a placeholder there).
 fn dry_run_url() -> String {
     format!("https://lms-bridge-PROJECT_NUMBER.{REGION}.run.app")
+}
+
+/// A gcloud dictionary flag's value: `K=V,K=V`, or with another delimiter, `^;^K=V;K=V` (what
+/// values holding commas need; `gcloud topic escaping`).
+fn gcloud_dict(value: &str) -> BTreeMap<String, String> {
+    let (delimiter, items) = match value.strip_prefix('^').and_then(|v| v.split_once('^')) {
+        Some((delimiter, items)) => (delimiter, items),
+        None => (",", value),
+    };
+    items.split(delimiter).map(|p| p.split_once('=').unwrap()).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+/// The admin console's deploy in a list of commands (exactly one).
+fn admin_deploy(commands: &[Vec<String>]) -> &Vec<String> {
+    command(commands, &["beta", "run", "deploy", "lms-bridge-admin"])
+}
+
+/// Every grant to the admin console's account: (what, on which resource, which role); and
+/// every other command that names the account, which must be only its creation and the deploy.
+fn admin_grants(commands: &[Vec<String>]) -> BTreeSet<(String, String, String)> {
+    let mut grants = BTreeSet::new();
+    for c in commands.iter().filter(|c| c.iter().any(|w| w.contains("lms-bridge-admin@"))) {
+        let at = c.iter().position(|w| w == "add-iam-policy-binding");
+        match at {
+            Some(at) => {
+                assert_eq!(flag(c, "--member"), format!("serviceAccount:{ADMIN_SA}"), "{c:?}");
+                let what = c[3..at].join(" ");
+                grants.insert((what, c[at + 1].clone(), flag(c, "--role").to_owned()));
+            }
+            // What a real run reads (`iam service-accounts describe`) grants nothing.
+            None if c.iter().any(|w| w == "describe") => {}
+            None => assert!(
+                c.get(3..6) == Some(&["beta".into(), "run".into(), "deploy".into()])
+                    && c[6] == "lms-bridge-admin"
+                    && flag(c, "--service-account") == ADMIN_SA,
+                "a command names the admin account and is neither a grant nor its deploy: {c:?}"
+            ),
+        }
+    }
+    grants
+}
+
+/// The roles of the admin console's account, all of them.
+fn admin_roles() -> BTreeSet<(String, String, String)> {
+    [
+        ("projects", PROJECT, "roles/datastore.user"),
+        ("pubsub topics", PLAN.topic, "roles/pubsub.publisher"),
+        ("secrets", "student-key-pepper", "roles/secretmanager.secretAccessor"),
+        ("secrets", "admin-csrf-key", "roles/secretmanager.secretAccessor"),
+    ]
+    .into_iter()
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
+    .collect()
+}
+
+/// The IAP grants on the console: (member, role), each checked to be on the admin service.
+fn iap_grants(commands: &[Vec<String>], verb: &str) -> Vec<(String, String)> {
+    commands
+        .iter()
+        .filter(|c| c.windows(3).any(|w| w[0] == "iap" && w[1] == "web" && w[2] == verb))
+        .map(|c| {
+            assert_eq!(c.get(3), Some(&"beta".to_owned()), "IAP on Cloud Run needs gcloud beta in gcloud 528: {c:?}");
+            assert_eq!(flag(c, "--resource-type"), "cloud-run", "{c:?}");
+            assert_eq!(flag(c, "--service"), "lms-bridge-admin", "{c:?}");
+            assert_eq!(flag(c, "--region"), REGION, "{c:?}");
+            (flag(c, "--member").to_owned(), flag(c, "--role").to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_admin_console_is_its_own_service_of_the_same_image_behind_iap() {
+    let plan = plan(&[], &[("PROJECT_NUMBER", NUMBER)]);
+    let commands = planned(&plan);
+    let backend = command(&commands, &["run", "deploy", "lms-bridge"]);
+    let admin = admin_deploy(&commands);
+    assert_eq!(flag(admin, "--image"), flag(backend, "--image"), "not the backend's image");
+    assert_eq!(flag(admin, "--args"), "admin");
+    assert_eq!(flag(admin, "--service-account"), ADMIN_SA);
+    assert_eq!(flag(admin, "--ingress"), "all");
+    assert_eq!(flag(admin, "--region"), REGION);
+    for word in ["--iap", "--no-allow-unauthenticated", "--invoker-iam-check"] {
+        assert!(admin.iter().any(|w| w == word), "the admin deploy lacks {word}: {admin:?}");
+    }
+    // Exactly this environment: the console's settings, its allowlists, its audience.
+    let env = gcloud_dict(flag(admin, "--set-env-vars"));
+    let audience = format!("/projects/{NUMBER}/locations/{REGION}/services/lms-bridge-admin");
+    let want = BTreeMap::from([
+        ("GCP_PROJECT", PROJECT),
+        ("PUBSUB_TOPIC", PLAN.topic),
+        ("ADMIN_AUTH", "iap"),
+        ("ADMIN_IAP_AUDIENCE", audience.as_str()),
+        ("ADMIN_OPERATORS", OPERATORS),
+        ("ADMIN_VIEWERS", VIEWERS),
+    ]);
+    assert_eq!(env, want.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
+    let secrets = pairs(flag(admin, "--set-secrets"));
+    let want_secrets = BTreeMap::from([
+        ("STUDENT_KEY_PEPPER".to_owned(), "student-key-pepper:latest".to_owned()),
+        ("ADMIN_CSRF_KEY".to_owned(), "admin-csrf-key:latest".to_owned()),
+    ]);
+    assert_eq!(secrets, want_secrets);
+    // Every variable is one `lms-bridge admin` reads (the secrets are read from the environment
+    // only, so the help does not list them), and `iap` is one of ADMIN_AUTH's values.
+    let help = Command::new(backend_bin()).args(["admin", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for key in env.keys() {
+        assert!(help.contains(&format!("[env: {key}=")), "`lms-bridge admin` reads no {key}:\n{help}");
+    }
+    assert!(help.contains("Possible values:") && help.contains("- iap:"), "{help}");
+
+    // Nobody unauthenticated: no public binding anywhere, and the only invoker of the console is
+    // IAP's service agent.
+    for word in commands.iter().flatten() {
+        assert!(!word.contains("allUsers") && !word.contains("allAuthenticatedUsers"), "{word}");
+        assert!(word != "--allow-unauthenticated" && word != "--no-invoker-iam-check", "{word}");
+    }
+    let invokers: Vec<&Vec<String>> = commands
+        .iter()
+        .filter(|c| c.iter().any(|w| w == "add-iam-policy-binding") && c.iter().any(|w| w == "lms-bridge-admin"))
+        .collect();
+    assert_eq!(invokers.len(), 1, "{invokers:?}");
+    assert_eq!(
+        flag(invokers[0], "--member"),
+        format!("serviceAccount:service-{NUMBER}@gcp-sa-iap.iam.gserviceaccount.com")
+    );
+    assert_eq!(flag(invokers[0], "--role"), "roles/run.invoker");
+    command(&commands, &["services", "identity", "create", "--service=iap.googleapis.com"]);
+    command(&commands, &["run", "services", "get-iam-policy", "lms-bridge-admin"]);
+    assert!(command(&commands, &["services", "enable"]).iter().any(|w| w == "iap.googleapis.com"));
+    // The console's URL at the end.
+    let url = format!("https://lms-bridge-admin-{NUMBER}.{REGION}.run.app");
+    assert!(plan.lines().any(|l| l.starts_with("Admin console: ") && l.contains(&url)), "{plan}");
+
+    // ADMIN_SERVICE renames it, and the audience follows.
+    let commands = planned(&self::plan(&[], &[("PROJECT_NUMBER", NUMBER), ("ADMIN_SERVICE", "console")]));
+    let admin = command(&commands, &["beta", "run", "deploy", "console"]);
+    assert_eq!(
+        gcloud_dict(flag(admin, "--set-env-vars"))["ADMIN_IAP_AUDIENCE"],
+        format!("/projects/{NUMBER}/locations/{REGION}/services/console")
+    );
+}
+
+#[test]
+fn the_admin_account_gets_exactly_its_roles() {
+    let hotmart = [("HOTMART_CLIENT_ID", "hotmart-client-1"), ("HOTMART_CLIENT_SECRET", "hotmart-secret")];
+    let mut runs = vec![
+        planned(&plan(&[], &[])),
+        planned(&plan(&[], &[("PLAN_EXISTING", "true")])),
+        planned(&plan(&["--edge-key"], &hotmart)),
+    ];
+    let fake = FakeDeploy::new();
+    for env in [&[][..], &hotmart[..], &[("FAKE_EXISTING", "1")][..]] {
+        let output = fake.run(&[], env);
+        assert!(output.status.success(), "{env:?}: {}", text(&output));
+        runs.push(fake.calls());
+    }
+    for commands in &runs {
+        let grants = admin_grants(commands);
+        assert_eq!(grants, admin_roles(), "the admin account's roles");
+        // Said once more, as the absences that matter: no LMS key, no Hotmart credential, no
+        // push token, no way into the backend.
+        for (_, resource, role) in &grants {
+            assert!(
+                !["talentlms-api-key", "hotmart-client-id", "hotmart-client-secret", "push-verification-token"]
+                    .contains(&resource.as_str()),
+                "the admin account may read {resource}"
+            );
+            assert!(role != "roles/run.invoker" && resource != "lms-bridge", "{resource}: {role}");
+        }
+        // And the other accounts get nothing of the console's.
+        for c in commands.iter().filter(|c| c.iter().any(|w| w == "admin-csrf-key" || w == "lms-bridge-admin")) {
+            if let Some(member) = c.iter().find_map(|w| w.strip_prefix("--member=")) {
+                assert!(
+                    member == format!("serviceAccount:{ADMIN_SA}") || member.contains("@gcp-sa-iap."),
+                    "{member} gets something of the console: {c:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn operators_and_viewers_pass_iap_and_nobody_else() {
+    let env = [
+        ("ADMIN_OPERATORS", " Ops@Acme-Courses.example, lead@acme-courses.example,"),
+        (
+            "ADMIN_VIEWERS",
+            "viewer@acme-courses.example,ops@acme-courses.example, robot@acme-courses.iam.gserviceaccount.com",
+        ),
+    ];
+    let want: Vec<(String, String)> = [
+        "user:ops@acme-courses.example",
+        "user:lead@acme-courses.example",
+        "user:viewer@acme-courses.example",
+        "serviceAccount:robot@acme-courses.iam.gserviceaccount.com",
+    ]
+    .iter()
+    .map(|m| ((*m).to_owned(), IAP_ACCESS.to_owned()))
+    .collect();
+    let commands = planned(&plan(&[], &env));
+    assert_eq!(iap_grants(&commands, "add-iam-policy-binding"), want, "each email once, as given, lowercased");
+    // The console's allowlists are the same emails.
+    let admin_env = gcloud_dict(flag(admin_deploy(&commands), "--set-env-vars"));
+    assert_eq!(admin_env["ADMIN_OPERATORS"], "ops@acme-courses.example,lead@acme-courses.example");
+    assert_eq!(
+        admin_env["ADMIN_VIEWERS"],
+        "viewer@acme-courses.example,ops@acme-courses.example,robot@acme-courses.iam.gserviceaccount.com"
+    );
+    // Without viewers the console gets no ADMIN_VIEWERS at all, and IAP only the operators.
+    let commands = planned(&plan(&[], &[("ADMIN_VIEWERS", "")]));
+    assert!(!gcloud_dict(flag(admin_deploy(&commands), "--set-env-vars")).contains_key("ADMIN_VIEWERS"));
+    assert_eq!(iap_grants(&commands, "add-iam-policy-binding"), [(format!("user:{OPERATORS}"), IAP_ACCESS.to_owned())]);
+
+    // A real run takes IAP access from everyone else who holds it (an email taken out of the
+    // lists); those in the lists keep it, whatever the case IAM spells them in.
+    let fake = FakeDeploy::new();
+    let holders = "user:Ops@acme-courses.example user:gone@acme-courses.example group:old-team@acme-courses.example user:viewer@acme-courses.example";
+    let output = fake.run(&[], &[env[0], env[1], ("FAKE_IAP_MEMBERS", holders)]);
+    assert!(output.status.success(), "{}", text(&output));
+    let calls = fake.calls();
+    assert_eq!(iap_grants(&calls, "add-iam-policy-binding"), want);
+    let removed = iap_grants(&calls, "remove-iam-policy-binding");
+    assert_eq!(
+        removed,
+        [
+            ("user:gone@acme-courses.example".to_owned(), IAP_ACCESS.to_owned()),
+            ("group:old-team@acme-courses.example".to_owned(), IAP_ACCESS.to_owned()),
+        ]
+    );
+    let url = format!("https://lms-bridge-admin-{NUMBER}.{REGION}.run.app");
+    assert!(text(&output).contains(&format!("Admin console: {url}")), "{}", text(&output));
+}
+
+#[test]
+fn the_admin_console_needs_an_operator() {
+    let refused = |output: Output, naming: &[&str]| {
+        assert!(!output.status.success(), "accepted");
+        assert!(output.stdout.is_empty(), "planned before refusing: {}", String::from_utf8_lossy(&output.stdout));
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(said.lines().count(), 1, "{said}");
+        for word in naming {
+            assert!(said.contains(word), "{said} does not name {word}");
+        }
+    };
+    // Unset, empty, or no email in it.
+    let unset = Command::new(repo_root().join("deploy/gcp.sh"))
+        .arg("--dry-run")
+        .env("PROJECT", PROJECT)
+        .env("TALENTLMS_URL", "https://acme.talentlms.com")
+        .env_remove("ADMIN_OPERATORS")
+        .env_remove("ADMIN_VIEWERS")
+        .output()
+        .unwrap();
+    refused(unset, &["set ADMIN_OPERATORS", "at least one"]);
+    for operators in ["", " ", ",", " , "] {
+        refused(dry_run(&[], &[("ADMIN_OPERATORS", operators)]), &["set ADMIN_OPERATORS", "at least one"]);
+    }
+    // Viewers alone are not enough.
+    refused(dry_run(&[], &[("ADMIN_OPERATORS", ""), ("ADMIN_VIEWERS", VIEWERS)]), &["set ADMIN_OPERATORS"]);
+    // What is not an email is named (it would be a broken allowlist, or an IAM error halfway).
+    for (name, value, bad) in [
+        ("ADMIN_OPERATORS", "ops@acme-courses.example,lead", "'lead'"),
+        (
+            "ADMIN_OPERATORS",
+            "ops@acme-courses.example;lead@acme-courses.example",
+            "'ops@acme-courses.example;lead@acme-courses.example'",
+        ),
+        ("ADMIN_OPERATORS", "group:ops@acme-courses.example", "'group:ops@acme-courses.example'"),
+        ("ADMIN_VIEWERS", "a b@acme-courses.example", "'a b@acme-courses.example'"),
+        ("ADMIN_VIEWERS", "viewer@localhost", "'viewer@localhost'"),
+    ] {
+        refused(dry_run(&[], &[(name, value)]), &[name, bad, "not an email"]);
+    }
+    // A real run without an operator calls nothing.
+    let fake = FakeDeploy::new();
+    let output = fake.run(&[], &[("ADMIN_OPERATORS", "")]);
+    assert!(!output.status.success());
+    assert!(fake.calls().is_empty(), "gcloud was called: {:?}", fake.calls());
+}
+
+#[test]
+fn the_csrf_key_is_made_once_and_never_shown_and_a_second_run_changes_nothing() {
+    // The plan names the key, never a value.
+    for existing in ["false", "true"] {
+        let plan = plan(&[], &[("PLAN_EXISTING", existing)]);
+        let line = plan.lines().find(|l| l.contains("secrets versions add admin-csrf-key")).unwrap();
+        assert!(
+            line.ends_with(
+                "--data-file=- # stdin: a new key, openssl rand -hex 32, only when the secret has no version"
+            ),
+            "{line}"
+        );
+        let creates = plan.contains("secrets create admin-csrf-key");
+        assert_eq!(creates, existing == "false", "{plan}");
+        assert_eq!(plan.contains("iam service-accounts create lms-bridge-admin"), existing == "false");
+    }
+
+    // A first run on a fresh project: the secret, and one key through stdin only.
+    let fake = FakeDeploy::new();
+    let output = fake.run(&[], &[("FAKE_NO_VERSIONS", "1")]);
+    assert!(output.status.success(), "{}", text(&output));
+    let key = std::fs::read_to_string(fake.dir.join("csrf-key")).unwrap();
+    assert!(key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit()), "not 32 random bytes in hex: {key:?}");
+    let first = fake.calls();
+    assert!(!text(&output).contains(&key), "the CSRF key was printed");
+    assert!(first.iter().flatten().all(|w| !w.contains(&key)), "the CSRF key in an argument");
+    command(&first, &["secrets", "create", "admin-csrf-key"]);
+    command(&first, &["secrets", "versions", "add", "admin-csrf-key", "--data-file=-"]);
+
+    // The second run finds everything: it creates nothing of the console, adds no key, and
+    // brings the service, the grants and the IAP access to the same settings.
+    std::fs::remove_file(fake.dir.join("csrf-key")).unwrap();
+    let output = fake.run(&[], &[("FAKE_EXISTING", "1")]);
+    assert!(output.status.success(), "{}", text(&output));
+    let second = fake.calls();
+    assert!(!fake.dir.join("csrf-key").exists(), "a second key was made");
+    for c in &second {
+        let created =
+            c.iter().any(|w| w == "create") && c.iter().any(|w| w == "admin-csrf-key" || w == "lms-bridge-admin");
+        assert!(!created, "a second run created {c:?}");
+    }
+    let new_keys = second.iter().filter(|c| c.windows(3).any(|w| w == ["versions", "add", "admin-csrf-key"]));
+    assert_eq!(new_keys.count(), 0, "a second run added a version to admin-csrf-key");
+    assert_eq!(admin_deploy(&second), admin_deploy(&first), "the second run deploys other settings");
+    assert_eq!(admin_grants(&second), admin_grants(&first));
+    assert_eq!(iap_grants(&second, "add-iam-policy-binding"), iap_grants(&first, "add-iam-policy-binding"));
+    assert!(iap_grants(&second, "remove-iam-policy-binding").is_empty());
+}
+
+#[test]
+fn a_public_admin_console_stops_the_deploy_before_anyone_is_let_in() {
+    let fake = FakeDeploy::new();
+    for public in ["allUsers", "allAuthenticatedUsers"] {
+        let members = format!("serviceAccount:service-{NUMBER}@gcp-sa-iap.iam.gserviceaccount.com {public}");
+        let output = fake.run(&[], &[("FAKE_ADMIN_MEMBERS", &members)]);
+        assert!(!output.status.success(), "a public console was accepted");
+        let said = text(&output);
+        assert!(said.contains("DANGER: Cloud Run service lms-bridge-admin is public"), "{said}");
+        assert!(fake.called(&["run", "services", "get-iam-policy", "lms-bridge-admin"]));
+        assert!(!fake.called(&["iap", "web", "add-iam-policy-binding"]), "IAP access granted on a public console");
+    }
 }
