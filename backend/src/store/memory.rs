@@ -243,6 +243,8 @@ mod tests {
             processed_at: at(0),
             expire_at: Some(at(0)),
             event_json: None,
+            admin: None,
+            decisions: Vec::new(),
         }
     }
 
