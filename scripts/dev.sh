@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make dev`: the whole system on this machine — Pub/Sub and Firestore emulators, topic and
-# push subscription, the LMS sandbox, the backend, a sample mapping, and the edge in workerd.
+# push subscription, the LMS sandbox, the backend, a sample mapping, the edge in workerd, and
+# the admin console (ADMIN_AUTH=none: local only).
 # Each runs in its own process group; Ctrl-C stops them all. Logs: .dev/logs/.
 set -euo pipefail
 # shellcheck source=scripts/tools.sh
@@ -14,6 +15,7 @@ FIRESTORE_PORT=${FIRESTORE_PORT:-8086}
 SANDBOX_PORT=${SANDBOX_PORT:-8087}
 BACKEND_PORT=${BACKEND_PORT:-8088}
 EDGE_PORT=${EDGE_PORT:-8787}
+ADMIN_PORT=${ADMIN_PORT:-8089}
 HOTTOK=${HOTTOK:-dev-hottok}
 export GCP_PROJECT=lms-bridge-local
 export PUBSUB_EMULATOR_HOST=127.0.0.1:$PUBSUB_PORT
@@ -43,7 +45,7 @@ wait_http() { # URL NAME
   echo "dev: $2 did not come up; see .dev/logs/$2.log" >&2; exit 1
 }
 in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in $PUBSUB_PORT $FIRESTORE_PORT $SANDBOX_PORT $BACKEND_PORT $EDGE_PORT; do
+for port in $PUBSUB_PORT $FIRESTORE_PORT $SANDBOX_PORT $BACKEND_PORT $EDGE_PORT $ADMIN_PORT; do
   if in_use "$port"; then echo "dev: port $port is in use (another make dev?); set *_PORT to move" >&2; exit 1; fi
 done
 
@@ -60,6 +62,10 @@ wait_http "http://127.0.0.1:$BACKEND_PORT/healthz" backend
 target/debug/lms-bridge pubsub setup --push-endpoint "http://127.0.0.1:$BACKEND_PORT/pubsub/push" --min-backoff-seconds 1
 target/debug/lms-bridge mappings import deploy/mappings.example.toml
 
+step "admin console (ADMIN_AUTH=none: everyone is an operator, local only)"
+ADMIN_AUTH=none PORT=$ADMIN_PORT LISTEN_ADDR=127.0.0.1 start admin target/debug/lms-bridge admin
+wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" admin
+
 step "edge in workerd (wrangler dev)"
 start edge wrangler dev --ip 127.0.0.1 --port "$EDGE_PORT" --persist-to .dev/wrangler \
   --var "HOTMART_HOTTOK:$HOTTOK" --var "PUBSUB_EMULATOR_HOST:$PUBSUB_EMULATOR_HOST" --var LMS_BRIDGE_LOCAL:1 \
@@ -69,12 +75,14 @@ wait_http "http://127.0.0.1:$EDGE_PORT/healthz" edge
 cat <<INFO
 
 lms-bridge is running. Edge: http://127.0.0.1:$EDGE_PORT/webhooks/hotmart  (hottok: $HOTTOK)
+Admin console: http://127.0.0.1:$ADMIN_PORT/
 
 Post a sample purchase:
   curl -s -X POST http://127.0.0.1:$EDGE_PORT/webhooks/hotmart -H 'content-type: application/json' \\
     -H 'X-HOTMART-HOTTOK: $HOTTOK' --data-binary @tests/fixtures/hotmart/purchase_approved.json
 
-Then see the student (and the sandbox's view of the LMS):
+Then find the student in the admin console (ana.souza@example.com), or from the terminal
+(and the sandbox's view of the LMS):
   GCP_PROJECT=$GCP_PROJECT FIRESTORE_EMULATOR_HOST=$FIRESTORE_EMULATOR_HOST target/debug/lms-bridge student show ana.souza@example.com
   curl -s http://127.0.0.1:$SANDBOX_PORT/_sandbox/state
 
