@@ -28,6 +28,14 @@ if ! command -v shellcheck >/dev/null; then
   apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null
 fi
 
+# The admin console's browser tests drive headless Chromium through ChromeDriver. Debian's
+# two packages move together (chromium-driver depends on the exact chromium version), so
+# they are installed as a pair and nothing else is pinned.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  step "installing chromium and chromium-driver (Debian packages)"
+  apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 for tool in "$WASM_BINDGEN_BIN" "$ESBUILD_BIN" "$WASM_OPT_BIN" "$CARGO_BIN/worker-build"; do
   [ -x "$tool" ] || { echo "setup: $tool is missing after install" >&2; exit 1; }
 done

@@ -1,15 +1,17 @@
 //! The harness of the end-to-end tests: real processes (the Pub/Sub and Firestore emulators,
-//! `wrangler dev`, the backend, the LMS sandbox) on free loopback ports, each in its own
-//! process group and stopped with it. The tests themselves are in `tests/tests/`; the dev
-//! tools they start (the LMS sandbox) are in the `lms-bridge-tools` crate (`tools/`).
+//! `wrangler dev`, the backend, the LMS sandbox, ChromeDriver and its headless Chromium) on
+//! free loopback ports, each in its own process group and stopped with it. The tests
+//! themselves are in `tests/tests/`; the dev tools they start (the LMS sandbox) are in the `lms-bridge-tools` crate (`tools/`).
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
 
 pub mod backend;
+pub mod browser;
 pub mod chaos;
 pub mod edge;
 pub mod hotmart_fake;
 pub mod iap;
+pub mod iap_proxy;
 pub mod mappings;
 pub mod process;
 pub mod pubsub_emulator;
