@@ -201,7 +201,7 @@ mod tests {
     fn an_active_subscription_names_its_paid_date_and_grace() {
         let sub = AccessPolicy::Subscription { grace_days: 3 };
         let paid = event(Change::Approve, "T1", "2026-10-31T00:00:00Z", Some("2026-11-30T00:00:00Z"));
-        let e = enrollment(sub, &[paid.clone()], "2026-11-25T00:00:00Z");
+        let e = enrollment(sub, std::slice::from_ref(&paid), "2026-11-25T00:00:00Z");
         assert_eq!(
             why(&e, at("2026-11-25T00:00:00Z")),
             "active until 3 Dec 2026 by subscription I9OT62C3: paid through 30 Nov 2026 + 3 days grace"

@@ -161,6 +161,15 @@ impl Sandbox {
         assert!(response.unwrap().status().is_success());
     }
 
+    /// Creates a course, as a portal admin would.
+    pub fn add_course(&self, id: &str) {
+        let response = reqwest::blocking::Client::new()
+            .post(format!("{}/_sandbox/courses", self.url))
+            .json(&serde_json::json!({ "id": id }))
+            .send();
+        assert!(response.unwrap().status().is_success());
+    }
+
     /// How many calls of an action the sandbox received.
     pub fn count(&self, action: &str) -> u64 {
         self.state()["counts"][action].as_u64().unwrap_or(0)

@@ -50,7 +50,7 @@ pub enum Refusal {
 
 enum Mode {
     Open,
-    Iap { verifier: IapVerifier, operators: BTreeSet<String>, viewers: BTreeSet<String> },
+    Iap { verifier: Box<IapVerifier>, operators: BTreeSet<String>, viewers: BTreeSet<String> },
 }
 
 /// The console's gate.
@@ -68,7 +68,7 @@ impl Gate {
         let mode = match gate {
             AdminGate::Open => Mode::Open,
             AdminGate::Iap { audience, jwks_url, operators, viewers } => Mode::Iap {
-                verifier: IapVerifier::new(audience.clone(), jwks_url.clone()),
+                verifier: Box::new(IapVerifier::new(audience.clone(), jwks_url.clone())),
                 operators: operators.clone(),
                 viewers: viewers.clone(),
             },

@@ -240,7 +240,7 @@ async fn recent_jobs(store: &FirestoreStore, limit: u32) -> Result<Vec<JobDoc>, 
     for kind in [JobKind::Backfill, JobKind::Reconcile, JobKind::Drift] {
         jobs.extend(store.recent_jobs(kind, limit).await?);
     }
-    jobs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.started_at));
     Ok(jobs)
 }
 

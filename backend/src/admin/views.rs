@@ -4,7 +4,9 @@
 use super::gate::{Refusal, Role, Who};
 use crate::store::docs::{AuditDoc, EnrollmentDoc, EventDoc, JobDoc, JobStatus, PendingAction, StudentDoc};
 use lms_bridge_shared::rules::{ChargeFacts, Grant};
-use lms_bridge_shared::{explain, Access, LmsAction, ProductMapping, Timestamp};
+use lms_bridge_shared::{
+    explain, Access, AccessPolicy, ChargebackPolicy, DisputePolicy, LmsAction, ProductMapping, Timestamp,
+};
 use maud::{html, Markup, DOCTYPE};
 use std::collections::BTreeMap;
 
@@ -416,6 +418,28 @@ pub struct GrantForm {
     pub errors: Errors,
 }
 
+fn policy_text(policy: AccessPolicy) -> String {
+    match policy {
+        AccessPolicy::Lifetime => "lifetime".to_owned(),
+        AccessPolicy::FixedDays { days } => format!("{days} days"),
+        AccessPolicy::Subscription { grace_days } => format!("subscription, {grace_days} days grace"),
+    }
+}
+
+fn dispute_text(policy: DisputePolicy) -> &'static str {
+    match policy {
+        DisputePolicy::Keep => "keeps access",
+        DisputePolicy::Suspend => "suspends access",
+    }
+}
+
+fn chargeback_text(policy: ChargebackPolicy) -> &'static str {
+    match policy {
+        ChargebackPolicy::RevokeGrant => "ends the grant",
+        ChargebackPolicy::RevokeCharge => "revokes the charge",
+    }
+}
+
 fn facts_row(id: &str, c: &ChargeFacts) -> Markup {
     html! { tr {
         td { code { (id) } } td { (opt_time(c.approval_time())) } td { (opt_time(c.coverage())) }
@@ -426,11 +450,12 @@ fn facts_row(id: &str, c: &ChargeFacts) -> Markup {
 fn grant_block(key: &str, g: &Grant) -> Markup {
     html! {
         h3 { "Grant " code { (key) } }
-        p.muted { "Product " (g.product_id) " · policy " (format!("{:?}", g.policy)) " · dispute " (format!("{:?}", g.dispute).to_lowercase())
-            " · chargeback " (format!("{:?}", g.chargeback).to_lowercase())
+        @if key.starts_with("admin__") { p.muted { "Granted by hand on course " (g.product_id) } }
+        @else { p.muted { "Product " (g.product_id) " · " (policy_text(g.policy)) " · a dispute " (dispute_text(g.dispute))
+            " · a chargeback " (chargeback_text(g.chargeback))
             @if let Some(p) = g.plan() { " · plan " (p) }
             @if let Some(c) = &g.cancellation { " · cancelled " (time(c.at)) }
-            @if let Some(d) = &g.charge_date { " · next charge moved to " (time(d.value)) } }
+            @if let Some(d) = &g.charge_date { " · next charge moved to " (time(d.value)) } } }
         div.scroll { table {
             thead { tr { th scope="col" { "Charge" } th scope="col" { "Approved" } th scope="col" { "Pays through" } th scope="col" { "Refunded" }
                          th scope="col" { "Charged back" } th scope="col" { "Failed" } th scope="col" { "Disputed" } } }
@@ -513,10 +538,10 @@ fn timeline(v: &StudentView) -> Markup {
     }
     let mut items: Vec<(Timestamp, Item<'_>)> = v.events.iter().map(|e| (e.processed_at, Item::Event(e))).collect();
     items.extend(v.audit.iter().map(|a| (a.at, Item::Audit(a))));
-    items.sort_by(|a, b| b.0.cmp(&a.0));
+    items.sort_by_key(|item| std::cmp::Reverse(item.0));
     html! {
         @if items.is_empty() { p.muted { "No event yet." } }
-        @else { div.scroll { table {
+        @else { div.scroll { table #timeline {
             thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" { "Decision" } } }
             tbody { @for (at, item) in &items { tr {
                 td { (time(*at)) }
@@ -615,7 +640,7 @@ pub fn mappings(frame: &Frame<'_>, mappings: &[ProductMapping]) -> Markup {
                 tbody { @for m in mappings { tr {
                     td { (m.source) } td { (m.product_id) }
                     td { (m.courses.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")) }
-                    td { (format!("{:?}", m.policy)) } td { (format!("{:?}", m.dispute).to_lowercase()) } td { (format!("{:?}", m.chargeback).to_lowercase()) }
+                    td { (policy_text(m.policy)) } td { (dispute_text(m.dispute)) } td { (chargeback_text(m.chargeback)) }
                     td { @for (plan, courses) in &m.plans { (plan) " → " (courses.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")) br; } }
                     td { a href={ "/mappings/edit?source=" (m.source) "&product=" (m.product_id) } { "Edit" } }
                 } } }

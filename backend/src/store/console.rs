@@ -82,7 +82,7 @@ impl FirestoreStore {
             .obj()
             .query()
             .await?;
-        docs.sort_by(|a, b| b.at.cmp(&a.at));
+        docs.sort_by_key(|d| std::cmp::Reverse(d.at));
         Ok(docs)
     }
 

@@ -26,6 +26,7 @@
 //!   login of its own; already enrolled in `courses`, a list of course ids). A `deleted` user
 //!   is found by no lookup, yet its email and login stay taken for sign-ups, as TalentLMS
 //!   does with a deleted user's email.
+//! * `POST /_sandbox/courses` with `{"id"}`: creates a course, as a portal admin would.
 
 #![allow(clippy::unwrap_used, reason = "a test fixture: a poisoned lock or bad header is a bug to surface")]
 
@@ -308,6 +309,16 @@ fn handle(state: &Mutex<State>, mut request: Request) {
             (Method::Post, "users") => {
                 let spec: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 s.add_user(&spec)
+            }
+            (Method::Post, "courses") => {
+                let spec: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                match spec.get("id").and_then(Value::as_str).filter(|id| !id.is_empty()) {
+                    Some(id) => {
+                        s.courses.insert(id.to_owned());
+                        ok(json!({ "id": id }))
+                    }
+                    None => error(400, "a course needs an id"),
+                }
             }
             (Method::Post, "faults") => {
                 let f: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
