@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use lms_bridge_backend::clock::ManualClock;
+use lms_bridge_backend::clock::{Clock, ManualClock};
 use lms_bridge_backend::commands::parse_mappings;
 use lms_bridge_backend::engine::{ApplyError, Engine, Outcome};
 use lms_bridge_backend::lms::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, LmsUserId};
@@ -12,7 +12,9 @@ use lms_bridge_backend::store::docs::{
     EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, StudentDoc,
 };
 use lms_bridge_backend::store::{MemoryStore, StateStore, StoreError, Tx};
+use lms_bridge_shared::admin::{HandAction, HandChange};
 use lms_bridge_shared::source::hotmart;
+use lms_bridge_shared::AdminNote;
 use lms_bridge_shared::{CourseId, ProductMapping, StudentKey, Timestamp};
 use std::sync::{Arc, Mutex};
 
@@ -422,4 +424,76 @@ async fn the_sweep_counts_what_it_could_not_end_and_says_when_it_could_not_get_p
     engine.store.tx_down.store(false, std::sync::atomic::Ordering::SeqCst);
     let report = engine.sweep().await.unwrap();
     assert_eq!((report.ended, report.errors, report.complete), (100, 0, true), "{report:?}");
+}
+
+fn by_hand(event: &lms_bridge_shared::Event, id: &str, change: HandChange, at: Timestamp) -> lms_bridge_shared::Event {
+    HandAction {
+        id: id.to_owned(),
+        student: event.student.clone().unwrap(),
+        course: CourseId::parse("101").unwrap(),
+        note: AdminNote { by: "ops@example.com".into(), reason: "test".into() },
+        at,
+        change,
+    }
+    .event(None)
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_revocation_by_hand_holds_against_old_facts_and_yields_to_new_ones() {
+    let t0 = Timestamp::from_unix_millis(1_763_994_200_000).unwrap();
+    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/hotmart/purchase_approved.json"))
+        .unwrap();
+    let purchase = hotmart::normalize(&body, t0).unwrap();
+    let store = MemoryStore::new();
+    for mapping in parse_mappings(MAPPING).unwrap() {
+        store.put_mapping(&mapping, t0).await.unwrap();
+    }
+    let lms = Arc::new(RecordingLms::default());
+    let clock = Arc::new(ManualClock::new(t0));
+    let engine = Engine::new(store, lms.clone(), clock.clone());
+    let key = purchase.student_key().unwrap().clone();
+    async fn access(engine: &Engine<MemoryStore>, key: &StudentKey) -> Vec<String> {
+        engine.store.enrollments_of(key).await.unwrap().iter().map(|d| format!("{:?}", d.access)).collect()
+    }
+    engine.apply(&purchase).await.unwrap();
+    assert_eq!(access(&engine, &key).await, ["Active"]);
+    lms.take();
+
+    // Revoked by hand an hour later: unenrolled.
+    clock.advance(std::time::Duration::from_secs(3600));
+    let block = by_hand(&purchase, "b1", HandChange::Block, clock.now());
+    assert_eq!(engine.apply(&block).await.unwrap(), Outcome::Applied);
+    assert_eq!(access(&engine, &key).await, ["Inactive"]);
+    assert!(lms.take().iter().any(|c| c.starts_with("unenroll") && c.ends_with(" 101")));
+
+    // The same purchase resent under a new envelope id: an old fact, still no access.
+    let mut raw: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    raw["id"] = "resent-envelope".into();
+    let resend = hotmart::normalize(raw.to_string().as_bytes(), clock.now()).unwrap();
+    engine.apply(&resend).await.unwrap();
+    assert_eq!(access(&engine, &key).await, ["Inactive"]);
+    assert!(lms.take().is_empty());
+
+    // A grant by hand after the revocation gives the course again, until the day chosen.
+    clock.advance(std::time::Duration::from_secs(60));
+    let until = clock.now().plus_days(10);
+    let grant = by_hand(&purchase, "g1", HandChange::Grant { until: Some(until) }, clock.now());
+    assert_eq!(engine.apply(&grant).await.unwrap(), Outcome::Applied);
+    assert_eq!(access(&engine, &key).await, ["Active"]);
+    assert!(lms.take().iter().any(|c| c.starts_with("enroll") && c.ends_with(" 101")));
+    let record = engine.store.event(grant.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(record.admin.unwrap().by, "ops@example.com");
+    assert_eq!(record.decisions.len(), 1, "{:?}", record.decisions);
+    clock.advance(std::time::Duration::from_secs(11 * 86_400));
+    engine.sweep().await.unwrap();
+    assert_eq!(access(&engine, &key).await, ["Inactive"], "the grant by hand ends on its day");
+
+    // A retry with nothing failed changes nothing; a block from a webhook source is refused.
+    let retry = by_hand(&purchase, "r1", HandChange::Retry, clock.now());
+    assert!(matches!(engine.apply(&retry).await.unwrap(), Outcome::Ignored(_)));
+    let mut forged = by_hand(&purchase, "f1", HandChange::Block, clock.now());
+    forged.source = lms_bridge_shared::SourceName::parse("hotmart").unwrap();
+    forged.id = lms_bridge_shared::EventId::parse("hotmart:forged-block").unwrap();
+    assert!(matches!(engine.apply(&forged).await.unwrap(), Outcome::Failed(_)));
 }

@@ -150,7 +150,6 @@ fn an_operator_finds_a_student_reads_why_grants_a_course_by_hand_and_revokes_it(
     let browser = Browser::start();
     browser.goto(chain.proxy.url());
     browser.wait_for_text("h1", "Overview", WAIT);
-    browser.screenshot("admin-overview");
     find_student(&browser, chain, &email);
     let why = browser.wait_for_text(
         "#course-203 + p.why",
@@ -202,6 +201,11 @@ fn an_operator_finds_a_student_reads_why_grants_a_course_by_hand_and_revokes_it(
 
     let (_, audit) = get(chain, "/audit");
     assert!(audit.contains("support ticket 12") && audit.contains("granted to the wrong person"), "{audit}");
+    browser.desktop();
+    browser.goto(chain.proxy.url());
+    browser.wait_for_text("h1", "Overview", WAIT);
+    assert!(browser.text("main").contains("granted to the wrong person"), "the overview lists the latest actions");
+    browser.screenshot("admin-overview");
 }
 
 #[test]

@@ -132,12 +132,14 @@ pub async fn student_show(email: &str, store: &StoreArgs) -> Result<String, Comm
     if student.is_none() && enrollments.is_empty() {
         return Err(CommandError::BadInput(format!("no student with that email (key {key})")));
     }
+    let now = SystemClock.now();
     let courses: Vec<_> = enrollments
         .iter()
         .map(|e| {
             json!({
                 "course": e.course_id,
                 "access": e.access,
+                "why": lms_bridge_shared::explain::why(&e.state, now),
                 "access_until": e.access_until,
                 "grants": e.state.grants,
                 "pending_actions": e.pending,
