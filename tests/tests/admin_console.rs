@@ -37,7 +37,7 @@ struct Chain {
     iap: TestIap,
     proxy: IapProxy,
     console: AdminConsole,
-    _backend: Backend,
+    backend: Backend,
     _firestore: Firestore,
     _issuer: Issuer,
 }
@@ -78,7 +78,7 @@ fn chain() -> (MutexGuard<'static, ()>, &'static Chain) {
             ],
         );
         let proxy = IapProxy::start(&console.url, || None);
-        Chain { sandbox, pubsub, iap, proxy, console, _backend: backend, _firestore: firestore, _issuer: issuer }
+        Chain { sandbox, pubsub, iap, proxy, console, backend, _firestore: firestore, _issuer: issuer }
     });
     // Every test starts as the operator.
     chain.proxy.set_assertion(Some(chain.iap.token(OPERATOR)));
@@ -201,10 +201,14 @@ fn an_operator_finds_a_student_reads_why_grants_a_course_by_hand_and_revokes_it(
 
     let (_, audit) = get(chain, "/audit");
     assert!(audit.contains("support ticket 12") && audit.contains("granted to the wrong person"), "{audit}");
+    // The overview: the latest actions, and what the last sweep did.
+    chain.backend.sweep_at(now_ms());
     browser.desktop();
     browser.goto(chain.proxy.url());
     browser.wait_for_text("h1", "Overview", WAIT);
-    assert!(browser.text("main").contains("granted to the wrong person"), "the overview lists the latest actions");
+    let overview = browser.text("main");
+    assert!(overview.contains("granted to the wrong person"), "the overview lists the latest actions: {overview}");
+    assert!(overview.contains("access(es), retried"), "the overview shows the last sweep: {overview}");
     browser.screenshot("admin-overview");
 }
 

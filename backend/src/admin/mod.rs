@@ -265,6 +265,7 @@ async fn overview_data(c: &Console) -> Result<views::Overview, StoreError> {
         failed_events: store.events_with_status(EventStatus::Failed).await?.len(),
         unmapped_products: products.into_iter().map(|((s, p), (name, n))| (s, p, name, n)).collect(),
         jobs: recent_jobs(store, 3).await?,
+        last_sweep: store.job(crate::engine::SWEEP_JOB_ID).await?,
         audit: store.recent_audit(10).await?,
     })
 }

@@ -152,6 +152,8 @@ pub struct Overview {
     pub unmapped_products: Vec<(String, String, Option<String>, usize)>,
     /// The latest runs of each job kind.
     pub jobs: Vec<JobDoc>,
+    /// The latest sweep.
+    pub last_sweep: Option<JobDoc>,
     /// The latest operator actions.
     pub audit: Vec<AuditDoc>,
 }
@@ -202,6 +204,13 @@ pub fn overview(frame: &Frame<'_>, o: &Overview) -> Markup {
                     td { a href={ "/mappings/edit?source=" (source) "&product=" (product) } { "Map it" } }
                 } } }
             } } }
+            h2 { "Last sweep" }
+            @match &o.last_sweep {
+                Some(s) => p { (time(s.started_at)) ": ended " (s.counts.facts) " access(es), retried " (s.counts.published)
+                    " enrollment(s) with pending actions, " (s.counts.errors) " error(s)"
+                    @for e in &s.errors { " · " (e) } },
+                None => p.muted { "No sweep has run yet (Cloud Scheduler runs one every 5 minutes)." },
+            }
             h2 { "Latest jobs" }
             (jobs_table(&o.jobs))
             h2 { "Latest operator actions" }

@@ -11,6 +11,8 @@ mod intake;
 mod outbox;
 mod sweep;
 
+pub use sweep::SWEEP_JOB_ID;
+
 use crate::clock::Clock;
 use crate::lms::{Lms, LmsError};
 use crate::store::docs::EnrollmentDoc;

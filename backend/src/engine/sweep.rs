@@ -3,11 +3,14 @@
 
 use super::outbox::UserCache;
 use super::{ApplyError, Engine, SweepReport, STALE_PENDING, SWEEP_PAGE};
-use crate::store::docs::EnrollmentDoc;
+use crate::store::docs::{EnrollmentDoc, JobCounts, JobDoc, JobKind, JobStatus};
 use crate::store::{enrollment_doc_id, StateStore, StoreError};
 use lms_bridge_shared::Timestamp;
 use std::collections::HashSet;
 use std::fmt::Display;
+
+/// The one record of the latest sweep.
+pub const SWEEP_JOB_ID: &str = "sweep-latest";
 
 impl<S: StateStore> Engine<S> {
     /// Ends access whose time is up, then retries actions left pending, oldest first. One
@@ -27,7 +30,39 @@ impl<S: StateStore> Engine<S> {
                 Timestamp::from_unix_millis(now.unix_millis() - STALE_PENDING.as_millis() as i64).unwrap_or(now);
             self.sweep_pass(Pass::Retry { cutoff }, &mut run).await?;
         }
+        self.record_sweep(now, &run.report).await;
         Ok(run.report)
+    }
+
+    /// Keeps what the latest sweep did in `jobs/sweep-latest` (the console's "last sweep"):
+    /// one record, overwritten, so a sweep every 5 minutes leaves no trail. Not being able to
+    /// write it does not fail the sweep.
+    async fn record_sweep(&self, started: Timestamp, report: &SweepReport) {
+        let finished = self.clock.now();
+        let record = JobDoc {
+            id: SWEEP_JOB_ID.to_owned(),
+            kind: JobKind::Sweep,
+            status: JobStatus::Done,
+            params: "{}".to_owned(),
+            cursor: None,
+            counts: JobCounts {
+                facts: report.ended as u64,
+                published: report.retried as u64,
+                errors: report.errors as u64,
+                ..JobCounts::default()
+            },
+            errors: if report.complete {
+                Vec::new()
+            } else {
+                vec!["stopped at its time budget; the next sweep goes on".to_owned()]
+            },
+            started_at: started,
+            updated_at: finished,
+            finished_at: Some(finished),
+        };
+        if let Err(e) = self.store.put_job(&record).await {
+            tracing::warn!(error = %e, "cannot record the sweep in jobs/sweep-latest");
+        }
     }
 
     /// Walks one query's pages, each enrollment once per sweep; false when the time budget ran

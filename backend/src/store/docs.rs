@@ -310,6 +310,8 @@ pub enum JobKind {
     Reconcile,
     /// `lms-bridge drift`.
     Drift,
+    /// The latest sweep (`jobs/sweep-latest`): `facts` ended, `published` retried.
+    Sweep,
 }
 
 /// Where a job is.
