@@ -514,6 +514,9 @@ pub struct AdminArgs {
     /// instance are refused: local runs only).
     #[arg(skip = Secret::from_env("ADMIN_CSRF_KEY"))]
     pub admin_csrf_key: Option<Secret>,
+    /// Cloud Run's `K_SERVICE`: set, the console never runs open.
+    #[arg(skip = std::env::var("K_SERVICE").ok().filter(|s| !s.trim().is_empty()))]
+    pub cloud_run_service: Option<String>,
 }
 
 /// Where a backfill reads.

@@ -297,6 +297,40 @@ mod tests {
         ServeSettings::from_args(serve)
     }
 
+    fn admin(args: &[&str], cloud_run: bool) -> Result<AdminSettings, SettingsError> {
+        let mut argv = vec!["lms-bridge", "admin", "--gcp-project", "p"];
+        argv.extend_from_slice(args);
+        let mut cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Admin(admin) = &mut cli.command else { panic!("admin") };
+        admin.cloud_run_service = cloud_run.then(|| "lms-bridge-admin".to_owned());
+        AdminSettings::from_args(admin)
+    }
+
+    #[test]
+    fn the_console_refuses_to_run_open_on_cloud_run_or_with_nobody_allowed() {
+        let refusal = |args: &[&str], cloud_run| admin(args, cloud_run).unwrap_err().to_string();
+        assert!(refusal(&["--admin-auth", "none"], true).starts_with("ADMIN_AUTH is none on Cloud Run"));
+        assert!(matches!(admin(&["--admin-auth", "none"], false).unwrap().gate, AdminGate::Open));
+        assert!(refusal(&["--admin-iap-audience", "/projects/1/x"], true).contains("ADMIN_VIEWERS are both empty"));
+        assert_eq!(refusal(&["--admin-operators", "ops@example.com"], true), "ADMIN_IAP_AUDIENCE is not set");
+        assert!(refusal(&["--admin-operators", "ops@example.com,not an email", "--admin-iap-audience", "a"], true)
+            .starts_with("ADMIN_OPERATORS has an entry that is not an email"));
+        let ok = admin(
+            &[
+                "--admin-operators",
+                " Ops@Example.com ",
+                "--admin-viewers",
+                "v@example.com",
+                "--admin-iap-audience",
+                "a",
+            ],
+            true,
+        )
+        .unwrap();
+        let AdminGate::Iap { operators, viewers, .. } = ok.gate else { panic!("iap") };
+        assert!(operators.contains("ops@example.com") && viewers.contains("v@example.com"));
+    }
+
     #[test]
     fn every_refusal_names_its_setting() {
         let oidc = ["--push-auth", "oidc", "--push-audience", "https://b", "--push-service-account", "a@b"];
@@ -395,7 +429,7 @@ fn email_list(text: &str, name: &'static str) -> Result<std::collections::BTreeS
 impl AdminSettings {
     /// From the arguments. On Cloud Run (`K_SERVICE` set) the console never runs open.
     pub fn from_args(args: &crate::cli::AdminArgs) -> Result<Self, SettingsError> {
-        let on_cloud_run = std::env::var("K_SERVICE").is_ok_and(|s| !s.trim().is_empty());
+        let on_cloud_run = args.cloud_run_service.is_some();
         let gate = match args.admin_auth {
             crate::cli::AdminAuthMode::None if on_cloud_run => {
                 return Err(SettingsError::Invalid {

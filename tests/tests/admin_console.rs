@@ -201,9 +201,14 @@ fn an_operator_finds_a_student_reads_why_grants_a_course_by_hand_and_revokes_it(
 
     let (_, audit) = get(chain, "/audit");
     assert!(audit.contains("support ticket 12") && audit.contains("granted to the wrong person"), "{audit}");
+    browser.desktop();
+    for page in ["audit", "jobs"] {
+        browser.goto(&format!("{}/{page}", chain.proxy.url()));
+        browser.wait_for_text("h1", &page[..1].to_uppercase(), WAIT);
+        browser.screenshot(&format!("admin-{page}"));
+    }
     // The overview: the latest actions, and what the last sweep did.
     chain.backend.sweep_at(now_ms());
-    browser.desktop();
     browser.goto(chain.proxy.url());
     browser.wait_for_text("h1", "Overview", WAIT);
     let overview = browser.text("main");
