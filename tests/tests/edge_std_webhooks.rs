@@ -118,6 +118,9 @@ fn signed_requests_under_either_secret_arrive_as_events() {
     assert_eq!(revoke["change"], serde_json::json!({ "type": "revoke", "reason": "refunded" }));
 }
 
+/// What is sent (label, webhook-id, webhook-timestamp, webhook-signature, body); None: left out.
+type Refusal<'a> = (&'a str, Option<&'a str>, Option<i64>, Option<String>, Vec<u8>);
+
 #[test]
 fn forged_replayed_and_reshaped_requests_are_refused_and_publish_nothing() {
     let (_turn, stack) = stack();
@@ -129,7 +132,7 @@ fn forged_replayed_and_reshaped_requests_are_refused_and_publish_nothing() {
     let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let reserialized = serde_json::to_vec(&value).unwrap();
     assert_ne!(reserialized, body);
-    let cases: Vec<(&str, Option<&str>, Option<i64>, Option<String>, Vec<u8>)> = vec![
+    let cases: Vec<Refusal> = vec![
         (
             "forged signature",
             Some("msg_x"),
