@@ -90,11 +90,11 @@ impl PubsubConfig {
 }
 
 impl Config {
-    /// The settings for webhooks from `source`: its secret (`HOTMART_HOTTOK`, comma-separated
-    /// during a rotation) and Pub/Sub.
-    pub fn from_env(env: &Env, source: &str) -> Result<Self, EdgeError> {
-        let secret_name = format!("{}_HOTTOK", source.to_ascii_uppercase());
-        let secrets = setting(env, &secret_name)
+    /// The settings for webhooks from a source: its secrets, in the setting the source names
+    /// (`HOTMART_HOTTOK`, `STD_WEBHOOK_SECRET_<NAME>`; comma-separated during a rotation), and
+    /// Pub/Sub.
+    pub fn from_env(env: &Env, secret_setting: &str) -> Result<Self, EdgeError> {
+        let secrets = setting(env, secret_setting)
             .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default();
         let pepper = setting(env, "STUDENT_KEY_PEPPER").and_then(|p| Pepper::new(&p));

@@ -38,6 +38,7 @@ impl EdgeError {
     pub fn from_verify(error: VerifyError) -> Self {
         match error {
             VerifyError::NotConfigured(name) => EdgeError::Misconfigured(format!("secret {name} is not set")),
+            VerifyError::InvalidSecret(name) => EdgeError::Misconfigured(format!("a secret in {name} is not usable")),
             other => EdgeError::Unauthorized(other),
         }
     }

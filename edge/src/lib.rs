@@ -56,26 +56,26 @@ async fn route(mut req: Request, env: &Env, line: &mut log::Line) -> Result<Resp
             _ => Err(EdgeError::MethodNotAllowed("GET")),
         };
     }
-    let Some(source_name) = path.strip_prefix("/webhooks/").filter(|s| !s.is_empty() && !s.contains('/')) else {
+    let Some(source_name) = source_of(&path) else {
         return Err(EdgeError::NotFound);
     };
-    let source_name = source_name.to_owned();
     line.source = Some(source_name.clone());
-    if !source::is_known(&source_name) {
+    let Some(secret_setting) = source::secret_setting(&source_name) else {
         return Err(EdgeError::UnknownSource(source_name));
-    }
+    };
     if req.method() != Method::Post {
         return Err(EdgeError::MethodNotAllowed("POST"));
     }
-    let mut config = Config::from_env(env, &source_name)?;
-    // The plain secrets live only until the source holds them (as digests and a scrubber).
+    let mut config = Config::from_env(env, &secret_setting)?;
+    // The plain secrets live only until the source holds them (as digests or keys, and a
+    // scrubber).
     let secrets = std::mem::take(&mut config.secrets);
     let source = source::by_name(&source_name, &secrets).ok_or(EdgeError::NotFound)?;
     drop(secrets);
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let received_at = now();
-    // Credentials first: nothing about an unauthenticated request is worth reading.
-    source.verify(&headers, &[], received_at).map_err(EdgeError::from_verify)?;
+    // Credentials first: nothing about a request its headers already refuse is worth reading.
+    source.verify_headers(&headers, received_at).map_err(EdgeError::from_verify)?;
     if let Some(length) = req.headers().get("content-length")?.and_then(|v| v.parse::<usize>().ok()) {
         if length > MAX_BODY {
             return Err(EdgeError::TooLarge);
@@ -83,11 +83,13 @@ async fn route(mut req: Request, env: &Env, line: &mut log::Line) -> Result<Resp
     }
     let content_type = req.headers().get("content-type")?.unwrap_or_default();
     let body = read_limited(&mut req).await?;
+    // Then the whole check, over the exact bytes received (signatures over the body).
+    source.verify(&headers, &body, received_at).map_err(EdgeError::from_verify)?;
 
     // Authenticated but unusable is kept, not refused: a refusal can get the webhook
     // deactivated by the platform, and the event would be lost.
     let normalized = if is_json(&content_type) {
-        source.normalize(&body, received_at)
+        source.normalize_request(&headers, &body, received_at)
     } else {
         Err(source::NormalizeError::unexpected_content_type(&content_type))
     };
@@ -145,6 +147,17 @@ async fn deliver(event: &Event, config: &Config, env: &Env) -> Result<&'static s
     match queue.send(body).await {
         Ok(()) => Ok("queue"),
         Err(e) => Err(EdgeError::Unavailable(format!("pubsub: {detail}; queue: {e}"))),
+    }
+}
+
+/// The source a webhook path names: `/webhooks/{source}` (`/webhooks/hotmart`), or
+/// `/webhooks/std/{sender}` for the Standard Webhooks sender `std-{sender}` (its only route).
+fn source_of(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/webhooks/")?;
+    let segment = |s: &str| !s.is_empty() && !s.contains('/');
+    match rest.strip_prefix("std/") {
+        Some(sender) => segment(sender).then(|| format!("{}{sender}", source::std_webhooks::PREFIX)),
+        None => (segment(rest) && !rest.starts_with(source::std_webhooks::PREFIX)).then(|| rest.to_owned()),
     }
 }
 

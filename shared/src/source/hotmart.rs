@@ -18,6 +18,8 @@ use subtle::ConstantTimeEq;
 pub const NAME: &str = "hotmart";
 /// The header that carries the hottok.
 pub const HOTTOK_HEADER: &str = "X-HOTMART-HOTTOK";
+/// The setting holding the accepted hottoks (comma-separated during a rotation).
+pub const SECRET_SETTING: &str = "HOTMART_HOTTOK";
 
 /// Longest name kept (student and product names): a megabyte of name must not travel on to
 /// Firestore's 1 MiB document limit or the LMS.
@@ -54,9 +56,18 @@ impl Source for Hotmart {
         SourceName::trusted(NAME.to_owned())
     }
 
-    fn verify(&self, headers: &dyn Headers, _body: &[u8], _now: Timestamp) -> Result<(), VerifyError> {
+    fn secret_setting(&self) -> String {
+        SECRET_SETTING.to_owned()
+    }
+
+    fn verify(&self, headers: &dyn Headers, _body: &[u8], now: Timestamp) -> Result<(), VerifyError> {
+        // The token is the whole credential: nothing in the body to check.
+        self.verify_headers(headers, now)
+    }
+
+    fn verify_headers(&self, headers: &dyn Headers, _now: Timestamp) -> Result<(), VerifyError> {
         if self.hottoks.is_empty() {
-            return Err(VerifyError::NotConfigured("HOTMART_HOTTOK"));
+            return Err(VerifyError::NotConfigured(SECRET_SETTING));
         }
         let sent = headers.header(HOTTOK_HEADER).ok_or(VerifyError::MissingHeader(HOTTOK_HEADER))?;
         let sent: [u8; 32] = Sha256::digest(sent.as_bytes()).into();

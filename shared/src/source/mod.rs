@@ -7,6 +7,7 @@
 pub mod hotmart;
 mod loose;
 pub mod redact;
+pub mod std_webhooks;
 
 use crate::event::{Change, Event, SCHEMA};
 use crate::ids::{EventId, SourceName};
@@ -16,6 +17,7 @@ use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
 pub use hotmart::Hotmart;
+pub use std_webhooks::StdWebhooks;
 
 /// Read access to request headers, case-insensitively.
 pub trait Headers {
@@ -56,6 +58,13 @@ pub enum VerifyError {
     /// The signed timestamp is ahead of the tolerance.
     #[error("timestamp in the future")]
     FutureTimestamp,
+    /// A required header is present but not of its form (a timestamp that is not a number, …).
+    #[error("malformed header {0}")]
+    MalformedHeader(&'static str),
+    /// A configured secret cannot be used (not of the form the source needs): refuse
+    /// everything rather than run with fewer secrets than configured. Names the setting only.
+    #[error("a secret in {0} is not usable")]
+    InvalidSecret(&'static str),
 }
 
 /// Why an authenticated body could not become an event.
@@ -104,12 +113,35 @@ pub trait Source {
     /// The source's name, as in `POST /webhooks/{name}`.
     fn name(&self) -> SourceName;
 
-    /// Checks that a request is genuine, over the raw body bytes. `now` is for timestamped
-    /// signature schemes.
+    /// The setting that holds the source's secrets (comma-separated during a rotation), e.g.
+    /// `HOTMART_HOTTOK`: the edge and the CLI read it.
+    fn secret_setting(&self) -> String;
+
+    /// The cheap check, before the body is read: everything the headers alone can refuse
+    /// (a missing or wrong token, a missing header, a timestamp out of tolerance). The edge
+    /// calls it first, so an unauthenticated request costs no body read.
+    fn verify_headers(&self, headers: &dyn Headers, now: Timestamp) -> Result<(), VerifyError>;
+
+    /// The whole check: the request is genuine, over the exact body bytes received (a
+    /// signature over the body is computed on these bytes, never on re-serialized JSON).
+    /// It refuses everything [`Source::verify_headers`] refuses. `now` is the clock for
+    /// timestamped signatures (shared has none of its own).
     fn verify(&self, headers: &dyn Headers, body: &[u8], now: Timestamp) -> Result<(), VerifyError>;
 
     /// Turns an authenticated body into the normalized event.
     fn normalize(&self, body: &[u8], received_at: Timestamp) -> Result<Event, NormalizeError>;
+
+    /// Turns an authenticated request into the normalized event, with what its headers say
+    /// (a source whose event id travels in a header reads it here). By default the body alone.
+    fn normalize_request(
+        &self,
+        headers: &dyn Headers,
+        body: &[u8],
+        received_at: Timestamp,
+    ) -> Result<Event, NormalizeError> {
+        let _ = headers;
+        self.normalize(body, received_at)
+    }
 
     /// When the platform says it sent this body (its envelope time), if the body says:
     /// `lms-bridge simulate` replays a history with it as the arrival time.
@@ -187,17 +219,23 @@ pub fn fit_raw(event: &Event, limit: usize) -> Result<Option<Event>, TooLargeErr
     Ok(Some(fitted))
 }
 
-/// The sources this build knows, by name, configured with their secrets.
-/// The secrets are held as digests (to verify) and in a [`redact::Scrubber`] (to remove them
-/// from kept bodies); nothing else keeps them.
+/// The sources this build knows, by name, configured with their secrets: the one registry
+/// (adding a source is one module and one line here).
+/// The secrets are held as digests or keys (to verify) and in a [`redact::Scrubber`] (to
+/// remove them from kept bodies); nothing else keeps them.
 pub fn by_name(name: &str, secrets: &[String]) -> Option<Box<dyn Source>> {
     match name {
         hotmart::NAME => Some(Box::new(Hotmart::new(secrets.iter().cloned()))),
-        _ => None,
+        _ => Some(Box::new(StdWebhooks::for_source(name, secrets)?)),
     }
 }
 
 /// Whether this build has a source of that name (routing, before any secret is read).
 pub fn is_known(name: &str) -> bool {
-    name == hotmart::NAME
+    by_name(name, &[]).is_some()
+}
+
+/// The setting that holds the secrets of the source of that name, if the build knows it.
+pub fn secret_setting(name: &str) -> Option<String> {
+    by_name(name, &[]).map(|source| source.secret_setting())
 }
