@@ -822,7 +822,11 @@ fn parse_mapping(form: &MappingForm) -> Result<ProductMapping, Errors> {
     let source = match SourceName::parse(form.source.trim()) {
         Ok(s) if lms_bridge_shared::source::by_name(s.as_str(), &[]).is_some() => Some(s),
         _ => {
-            errors.insert("source", "Enter a payment platform the bridge reads: hotmart, or std-NAME for a Standard Webhooks sender.".to_owned());
+            errors.insert(
+                "source",
+                "Enter a payment platform the bridge reads: hotmart, or std-NAME for a Standard Webhooks sender."
+                    .to_owned(),
+            );
             None
         }
     };
