@@ -1,6 +1,6 @@
 //! Standard Webhooks senders (<https://www.standardwebhooks.com>, specification 1.0.0): any
 //! shop system that signs its webhooks the Standard Webhooks way and sends the small JSON body
-//! documented in docs/standard-webhooks.md.
+//! documented in docs/std-webhooks-senders.md.
 //!
 //! Each sender has a name (`acme`): its route is `POST /webhooks/std/acme`, its source name
 //! `std-acme`, its secrets the setting `STD_WEBHOOK_SECRET_ACME` (`whsec_<base64>`,
@@ -254,7 +254,7 @@ impl Source for StdWebhooks {
     }
 }
 
-/// The body (docs/standard-webhooks.md): `type`, an optional `timestamp`, and `data`.
+/// The body (docs/std-webhooks-senders.md): `type`, an optional `timestamp`, and `data`.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Envelope {
