@@ -483,6 +483,21 @@ fn actions_list(title: &str, actions: &[PendingAction]) -> Markup {
     }
 }
 
+/// The form that grants a course by hand to the student with this email.
+fn grant_form(frame: &Frame<'_>, email: &str, form: &GrantForm) -> Markup {
+    html! {
+        form.stack method="post" action="/students/grant" novalidate {
+            (csrf_field(frame))
+            input type="hidden" name="email" value=(email);
+            input type="hidden" name="request" value=(form.request);
+            label { "Course id (the LMS's)" input type="text" name="course" value=(form.course) aria-describedby="course-error"; (field_error(&form.errors, "course")) }
+            label { "Until (optional, a day in UTC; empty: no end)" input type="date" name="until" value=(form.until) aria-describedby="until-error"; (field_error(&form.errors, "until")) }
+            label { "Reason" input type="text" name="reason" value=(form.reason) maxlength="500" aria-describedby="reason-error"; (field_error(&form.errors, "reason")) }
+            div { button type="submit" { "Grant" } }
+        }
+    }
+}
+
 /// `/students/{key}`.
 pub fn student(frame: &Frame<'_>, v: &StudentView, form: &GrantForm) -> Markup {
     let email = v.student.as_ref().and_then(|s| s.email.clone());
@@ -524,15 +539,7 @@ pub fn student(frame: &Frame<'_>, v: &StudentView, form: &GrantForm) -> Markup {
             }
             @if operator { @if let Some(email) = &email {
                 h2 { "Grant a course by hand" }
-                form.stack method="post" action="/students/grant" novalidate {
-                    (csrf_field(frame))
-                    input type="hidden" name="email" value=(email);
-                    input type="hidden" name="request" value=(form.request);
-                    label { "Course id (the LMS's)" input type="text" name="course" value=(form.course) aria-describedby="course-error"; (field_error(&form.errors, "course")) }
-                    label { "Until (optional, a day in UTC; empty: no end)" input type="date" name="until" value=(form.until) aria-describedby="until-error"; (field_error(&form.errors, "until")) }
-                    label { "Reason" input type="text" name="reason" value=(form.reason) maxlength="500" aria-describedby="reason-error"; (field_error(&form.errors, "reason")) }
-                    div { button type="submit" { "Grant" } }
-                }
+                (grant_form(frame, email, form))
             } }
             h2 { "Timeline" }
             (timeline(v))
@@ -581,15 +588,7 @@ pub fn no_student(frame: &Frame<'_>, email: &str, form: &GrantForm) -> Markup {
             p { "The bridge knows no student with the email " strong { (email) } ": no purchase or admin event has named it." }
             @if operator {
                 h2 { "Grant a course by hand anyway" }
-                form.stack method="post" action="/students/grant" novalidate {
-                    (csrf_field(frame))
-                    input type="hidden" name="email" value=(email);
-                    input type="hidden" name="request" value=(form.request);
-                    label { "Course id (the LMS's)" input type="text" name="course" value=(form.course) aria-describedby="course-error"; (field_error(&form.errors, "course")) }
-                    label { "Until (optional, a day in UTC; empty: no end)" input type="date" name="until" value=(form.until) aria-describedby="until-error"; (field_error(&form.errors, "until")) }
-                    label { "Reason" input type="text" name="reason" value=(form.reason) maxlength="500" aria-describedby="reason-error"; (field_error(&form.errors, "reason")) }
-                    div { button type="submit" { "Grant" } }
-                }
+                (grant_form(frame, email, form))
             }
         },
     )
