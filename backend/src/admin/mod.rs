@@ -36,7 +36,6 @@ use maud::Markup;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 use views::{Errors, Frame, GrantForm, MappingForm};
 
 /// The console's state.
@@ -50,9 +49,6 @@ pub struct Console {
 
 /// The most rows the overview counts of a kind before it says "N+".
 const COUNT_CAP: usize = 500;
-/// How long the backend may keep answering "no mapping" after one is saved (its cache of
-/// missing mappings): waiting events are published only after it.
-const MISSING_MAPPING_CACHE: Duration = Duration::from_millis(3_500);
 /// The longest reason an operator may give.
 const MAX_REASON: usize = 500;
 
@@ -928,7 +924,6 @@ async fn save_mapping(
         }
     };
     if !waiting.is_empty() {
-        tokio::time::sleep(MISSING_MAPPING_CACHE).await;
         if let Err(e) = c.publish(&waiting).await {
             return Ok(c.failure(&who, format!("the mapping was saved, but its waiting events were not sent ({e}): replay them from Needs attention")));
         }

@@ -32,13 +32,11 @@ pub const AUDIT: &str = "audit";
 
 /// How long a mapping read is reused by the server.
 const MAPPING_CACHE_TTL: Duration = Duration::from_secs(30);
-/// How long "no mapping" is reused.
-const MISSING_MAPPING_CACHE_TTL: Duration = Duration::from_secs(3);
 
 /// The Firestore database, with a short cache of product mappings.
 pub struct FirestoreStore {
     pub(super) db: FirestoreDb,
-    mappings: Mutex<HashMap<String, (Instant, Option<ProductMapping>)>>,
+    mappings: Mutex<HashMap<String, (Instant, ProductMapping)>>,
 }
 
 impl FirestoreStore {
@@ -172,16 +170,17 @@ impl StateStore for FirestoreStore {
         let id = product_doc_id(source, product);
         if let Ok(cache) = self.mappings.lock() {
             if let Some((at, mapping)) = cache.get(&id) {
-                // A miss is kept only briefly: a mapping imported now must apply within seconds.
-                let ttl = if mapping.is_some() { MAPPING_CACHE_TTL } else { MISSING_MAPPING_CACHE_TTL };
-                if at.elapsed() < ttl {
-                    return Ok(mapping.clone());
+                if at.elapsed() < MAPPING_CACHE_TTL {
+                    return Ok(Some(mapping.clone()));
                 }
             }
         }
         let doc: Option<ProductDoc> = self.db.fluent().select().by_id_in(PRODUCTS).obj().one(&id).await?;
         let mapping = doc.map(|d| d.mapping);
-        if let Ok(mut cache) = self.mappings.lock() {
+        // A miss is never kept: a mapping saved a moment ago (by `mappings import` or the
+        // console, which then sends the events that waited for it) must apply to them at once.
+        // A miss costs one read, next to the unmapped record it leads to.
+        if let (Some(mapping), Ok(mut cache)) = (&mapping, self.mappings.lock()) {
             cache.insert(id, (Instant::now(), mapping.clone()));
         }
         Ok(mapping)
