@@ -316,13 +316,39 @@ async fn audit(State(c): State<Arc<Console>>, Visitor(who): Visitor) -> Answer {
     }
 }
 
-/// A form body, or the page saying it could not be read.
-fn form<T>(c: &Console, who: &Who, body: Result<Form<T>, FormRejection>) -> Result<T, Answer> {
-    body.map(|Form(t)| t).map_err(|e| {
+/// A posted form: its CSRF token.
+trait Posted {
+    fn csrf(&self) -> &str;
+}
+
+/// Whom a form is for: anyone signed in (the search), or operators only (every action).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum For {
+    Anyone,
+    Operators,
+}
+
+/// A posted form, read and let through the gate; else what to answer instead (a page saying
+/// the body could not be read, or the refusal).
+fn posted<T: Posted>(
+    c: &Console,
+    who: &Who,
+    headers: &HeaderMap,
+    body: Result<Form<T>, FormRejection>,
+    whom: For,
+) -> Result<T, Result<Answer, Refused>> {
+    let input = body.map(|Form(t)| t).map_err(|e| {
         let csrf = c.csrf(who);
         let frame = c.frame(who, &csrf, &Done::default());
-        Answer::Page(StatusCode::BAD_REQUEST, views::failure(&frame, &format!("The form could not be read: {e}")))
-    })
+        Ok(Answer::Page(StatusCode::BAD_REQUEST, views::failure(&frame, &format!("The form could not be read: {e}"))))
+    })?;
+    let now = c.now().unix_millis();
+    let checked = match whom {
+        For::Anyone => c.gate.check_token(who, input.csrf(), headers, now),
+        For::Operators => c.gate.check_form(who, input.csrf(), headers, now),
+    };
+    checked.map_err(|r| Err(Refused(r)))?;
+    Ok(input)
 }
 
 #[derive(Deserialize)]
@@ -333,6 +359,12 @@ struct SearchForm {
     csrf: String,
 }
 
+impl Posted for SearchForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// Searches post the email (never in a URL: URLs reach request logs) and land on the key.
 async fn search(
     State(c): State<Arc<Console>>,
@@ -340,11 +372,10 @@ async fn search(
     headers: HeaderMap,
     body: Result<Form<SearchForm>, FormRejection>,
 ) -> Result<Answer, Refused> {
-    let input = match form(&c, &who, body) {
+    let input = match posted(&c, &who, &headers, body, For::Anyone) {
         Ok(input) => input,
-        Err(answer) => return Ok(answer),
+        Err(answer) => return answer,
     };
-    c.gate.check_token(&who, &input.csrf, &headers, c.now().unix_millis()).map_err(Refused)?;
     let csrf = c.csrf(&who);
     let frame = c.frame(&who, &csrf, &Done::default());
     let Ok(email) = Email::parse(&input.email) else {
@@ -416,6 +447,12 @@ struct GrantInput {
     csrf: String,
 }
 
+impl Posted for GrantInput {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// A course id as an operator types it: what LMSs use as ids.
 fn course_field(text: &str, errors: &mut Errors) -> Option<CourseId> {
     let text = text.trim();
@@ -478,12 +515,11 @@ async fn grant(
     headers: HeaderMap,
     body: Result<Form<GrantInput>, FormRejection>,
 ) -> Result<Answer, Refused> {
-    let input = match form(&c, &who, body) {
+    let input = match posted(&c, &who, &headers, body, For::Operators) {
         Ok(input) => input,
-        Err(answer) => return Ok(answer),
+        Err(answer) => return answer,
     };
     let now = c.now();
-    c.gate.check_form(&who, &input.csrf, &headers, now.unix_millis()).map_err(Refused)?;
     let csrf = c.csrf(&who);
     let frame = c.frame(&who, &csrf, &Done::default());
     let Ok(email) = Email::parse(&input.email) else {
@@ -560,6 +596,12 @@ struct CourseInput {
     csrf: String,
 }
 
+impl Posted for CourseInput {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn by_hand(
     c: Arc<Console>,
     who: Who,
@@ -568,12 +610,11 @@ async fn by_hand(
     body: Result<Form<CourseInput>, FormRejection>,
     change: HandChange,
 ) -> Result<Answer, Refused> {
-    let input = match form(&c, &who, body) {
+    let input = match posted(&c, &who, &headers, body, For::Operators) {
         Ok(input) => input,
-        Err(answer) => return Ok(answer),
+        Err(answer) => return answer,
     };
     let now = c.now();
-    c.gate.check_form(&who, &input.csrf, &headers, now.unix_millis()).map_err(Refused)?;
     let csrf = c.csrf(&who);
     let frame = c.frame(&who, &csrf, &Done::default());
     let name = if change == HandChange::Block { "block" } else { "retry" };
@@ -640,17 +681,22 @@ struct ReplayInput {
     csrf: String,
 }
 
+impl Posted for ReplayInput {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn replay(
     State(c): State<Arc<Console>>,
     Visitor(who): Visitor,
     headers: HeaderMap,
     body: Result<Form<ReplayInput>, FormRejection>,
 ) -> Result<Answer, Refused> {
-    let input = match form(&c, &who, body) {
+    let input = match posted(&c, &who, &headers, body, For::Operators) {
         Ok(input) => input,
-        Err(answer) => return Ok(answer),
+        Err(answer) => return answer,
     };
-    c.gate.check_form(&who, &input.csrf, &headers, c.now().unix_millis()).map_err(Refused)?;
     let csrf = c.csrf(&who);
     let frame = c.frame(&who, &csrf, &Done::default());
     let refuse = |status, text: String| Ok(Answer::Page(status, views::failure(&frame, &text)));
@@ -900,12 +946,11 @@ async fn save_mapping(
     headers: HeaderMap,
     body: Result<Form<MappingForm>, FormRejection>,
 ) -> Result<Answer, Refused> {
-    let input = match form(&c, &who, body) {
+    let input = match posted(&c, &who, &headers, body, For::Operators) {
         Ok(input) => input,
-        Err(answer) => return Ok(answer),
+        Err(answer) => return answer,
     };
     let now = c.now();
-    c.gate.check_form(&who, &input.csrf, &headers, now.unix_millis()).map_err(Refused)?;
     let csrf = c.csrf(&who);
     let frame = c.frame(&who, &csrf, &Done::default());
     let mapping = match parse_mapping(&input) {

@@ -629,6 +629,12 @@ pub struct MappingForm {
     pub csrf: String,
 }
 
+impl super::Posted for MappingForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 fn option(value: &str, label: &str, current: &str) -> Markup {
     html! { @if value == current { option value=(value) selected { (label) } } @else { option value=(value) { (label) } } }
 }
