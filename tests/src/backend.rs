@@ -369,6 +369,11 @@ impl Backend {
         self.endpoint("/tasks/sweep")
     }
 
+    /// The last lines of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        self.service.log_tail()
+    }
+
     /// Everything this run wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
         self.service.output()

@@ -46,6 +46,16 @@ impl Emulator {
         self.service = Some(service);
     }
 
+    /// For failure messages: whether the emulator still answers, and if not, how its log ends
+    /// (a chain test that times out must say whether the emulator died under it).
+    pub fn diagnose(&self) -> String {
+        if http_ok(&format!("http://{}/", self.host)) {
+            return format!("the Pub/Sub emulator at {} still answers", self.host);
+        }
+        let tail = self.service.as_ref().map(Service::log_tail).unwrap_or_default();
+        format!("the Pub/Sub emulator at {} does NOT answer; its log ends:\n{tail}", self.host)
+    }
+
     /// A REST client for this emulator.
     pub fn client(&self) -> Client {
         Client { base: format!("http://{}/v1/projects/{PROJECT}", self.host), http: reqwest::blocking::Client::new() }

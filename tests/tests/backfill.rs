@@ -80,7 +80,7 @@ impl Chain {
     fn job(&self, args: &[&str]) -> Value {
         let output = self.run(args, &[]);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{args:?}: {stderr}");
+        assert!(output.status.success(), "{args:?}: {stderr}\n{}", self.pubsub.diagnose());
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(!stdout.contains(CLIENT_SECRET) && !stderr.contains(CLIENT_SECRET), "the secret leaked");
         serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
@@ -108,8 +108,10 @@ impl Chain {
             }
             assert!(
                 started.elapsed() < timeout,
-                "after {timeout:?}, {} students differ, e.g. {wrong:?}",
-                expected.iter().filter(|(e, c)| actual.get(*e).cloned().unwrap_or_default() != **c).count()
+                "after {timeout:?}, {} students differ, e.g. {wrong:?}\n{}\nthe backend's log ends:\n{}",
+                expected.iter().filter(|(e, c)| actual.get(*e).cloned().unwrap_or_default() != **c).count(),
+                self.pubsub.diagnose(),
+                self.backend.log_tail()
             );
             std::thread::sleep(Duration::from_millis(if expected.len() <= 20 { 200 } else { 1_000 }));
         }
@@ -236,7 +238,7 @@ fn a_backfill_of_2000_sales_and_subscriptions_gives_each_student_what_the_rules_
     eprintln!("backfill: {} records → {published} facts published in {:?}", data.records(), started.elapsed());
     assert_eq!(first["status"], "done", "{first}");
     assert_eq!(first["counts"]["errors"], 0, "{first}");
-    chain.settle(&expected, Duration::from_secs(240));
+    chain.settle(&expected, Duration::from_secs(420));
     eprintln!("backfill: every student in step after {:?}", started.elapsed());
 
     // One account per student, one enrollment per student who kept access at the end.
