@@ -221,34 +221,48 @@ pub struct SimulateArgs {
     /// First print one line per input line: its event, change, status and LMS actions.
     #[arg(long)]
     pub timeline: bool,
-    /// The platform that sent the bodies.
+    /// The platform that sent the bodies: hotmart, stripe, or std:NAME (also std-NAME) for a
+    /// Standard Webhooks sender. The bodies are not verified.
     #[arg(long, default_value = "hotmart")]
     pub source: String,
 }
 
-/// Arguments of `lms-bridge normalize`. The hottoks never come from the command line (anyone
-/// on the machine can read a process's arguments with `ps`): the expected one from
-/// `HOTMART_HOTTOK` or `--hottok-file`, the header value to check from `HOTMART_HEADER_HOTTOK`
-/// or `--header-hottok-file`.
+/// What `normalize --help` adds after the flags.
+const NORMALIZE_HELP: &str = "Secrets, from the environment only (comma-separated during a rotation):
+  HOTMART_HOTTOK              --source hotmart (unset: the body is normalized unchecked)
+  STRIPE_WEBHOOK_SECRET       --source stripe (unset: refused, a signature needs its secret)
+  STD_WEBHOOK_SECRET_<NAME>   --source std:NAME (unset: refused, likewise)
+  HOTMART_HEADER_HOTTOK       the X-HOTMART-HOTTOK that came with the body (or --header)
+Exit status: 0 and the event on stdout; 2 and one line on stderr when the body is refused or
+the input is bad; 1 when stdin cannot be read.";
+
+/// Arguments of `lms-bridge normalize`. Secrets never come from the command line (anyone on
+/// the machine can read a process's arguments with `ps`): the source's own setting
+/// (`HOTMART_HOTTOK`, `STRIPE_WEBHOOK_SECRET`, `STD_WEBHOOK_SECRET_<NAME>`) is read from the
+/// environment, or, for Hotmart, the expected hottok from `--hottok-file`.
 #[derive(Debug, Args)]
+#[command(after_help = NORMALIZE_HELP)]
 pub struct NormalizeArgs {
-    /// The platform that sent the body.
+    /// The platform that sent the body: hotmart, stripe, or std:NAME (also std-NAME) for a
+    /// Standard Webhooks sender.
     #[arg(long, default_value = "hotmart")]
     pub source: String,
-    /// A file holding the expected hottok (instead of HOTMART_HOTTOK in the environment); when
-    /// a hottok is given, the body is only accepted with it as the header value.
+    /// A header that came with the body, as `Name: value` (repeatable): what the source's
+    /// signature or token check reads (`webhook-id`, `Stripe-Signature`, `X-HOTMART-HOTTOK`, …).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = crate::commands::normalize::header_arg)]
+    pub headers: Vec<Secret>,
+    /// The time the body arrived (RFC 3339), for the timestamp tolerance and `received_at`;
+    /// default: now.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Hotmart: a file holding the expected hottok (instead of HOTMART_HOTTOK in the
+    /// environment); when a hottok is given, the body is only accepted with it as the header value.
     #[arg(long, value_name = "FILE")]
     pub hottok_file: Option<PathBuf>,
-    /// A file holding the X-HOTMART-HOTTOK header value that came with the body (instead of
-    /// HOTMART_HEADER_HOTTOK in the environment).
+    /// Hotmart: a file holding the X-HOTMART-HOTTOK header value that came with the body
+    /// (instead of `--header` or HOTMART_HEADER_HOTTOK in the environment).
     #[arg(long, value_name = "FILE")]
     pub header_hottok_file: Option<PathBuf>,
-    /// `HOTMART_HOTTOK`.
-    #[arg(skip = Secret::from_env("HOTMART_HOTTOK"))]
-    pub hottok_env: Option<Secret>,
-    /// `HOTMART_HEADER_HOTTOK`.
-    #[arg(skip = Secret::from_env("HOTMART_HEADER_HOTTOK"))]
-    pub header_hottok_env: Option<Secret>,
 }
 
 /// A secret setting. Read from the environment only (never a flag: arguments show in `ps`);
@@ -405,10 +419,11 @@ mod tests {
         let serve = format!("{cli:?} {cli:#?}");
         assert!(serve.contains("[redacted]"), "{serve}");
         assert_eq!(Secret::new("CANARY").to_string(), "[redacted]");
-        let mut normalize = Cli::try_parse_from(["lms-bridge", "normalize"]).unwrap();
-        let Command::Normalize(args) = &mut normalize.command else { panic!("normalize") };
-        args.hottok_env = Some(Secret::new("hottok-CANARY"));
-        args.header_hottok_env = Some(Secret::new("header-CANARY"));
+        // A header value may be a token (X-HOTMART-HOTTOK): it is never shown either.
+        let normalize =
+            Cli::try_parse_from(["lms-bridge", "normalize", "--header", "X-HOTMART-HOTTOK: CANARY"]).unwrap();
+        let Command::Normalize(args) = &normalize.command else { panic!("normalize") };
+        assert_eq!(args.headers.first().map(Secret::expose), Some("X-HOTMART-HOTTOK: CANARY"));
         let text = format!("{serve} {normalize:?}");
         assert!(!text.contains("CANARY"), "{text}");
     }

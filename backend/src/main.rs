@@ -1,7 +1,7 @@
 //! `lms-bridge`: the backend server and its operator commands.
 
 use clap::Parser;
-use lms_bridge_backend::cli::{Cli, Command, PubsubCommand, SimulateArgs, StudentCommand};
+use lms_bridge_backend::cli::{Cli, Command, PubsubCommand, Secret, SimulateArgs, StudentCommand};
 use lms_bridge_backend::commands::normalize;
 use lms_bridge_backend::commands::{self, CommandError};
 use lms_bridge_backend::{admin, logging, pubsub_setup, service, simulate};
@@ -75,15 +75,17 @@ fn main() -> ExitCode {
     };
     let result: Result<String, CommandError> = runtime.block_on(async {
         match cli.command {
-            Command::Normalize(args) => normalize::run(&args, std::io::stdin().lock()).map_err(|error| {
-                let code = error.exit_code();
-                let message = error.to_string();
-                if code == 2 {
-                    CommandError::BadInput(message)
-                } else {
-                    CommandError::Failed(anyhow::anyhow!(message))
-                }
-            }),
+            Command::Normalize(args) => {
+                normalize::run(&args, &Secret::from_env, std::io::stdin().lock()).map_err(|error| {
+                    let code = error.exit_code();
+                    let message = error.to_string();
+                    if code == 2 {
+                        CommandError::BadInput(message)
+                    } else {
+                        CommandError::Failed(anyhow::anyhow!(message))
+                    }
+                })
+            }
             Command::Simulate(args) => simulate(&args).await,
             Command::Admin(args) => admin::serve(args).await.map(|()| String::new()).map_err(CommandError::Failed),
             Command::Serve(args) => service::serve(args).await.map(|()| String::new()).map_err(CommandError::Failed),

@@ -7,7 +7,7 @@
 //! runs at *T*.
 
 use crate::clock::{Clock, ManualClock};
-use crate::commands::{parse_mappings, CommandError};
+use crate::commands::{parse_mappings, source_arg, CommandError};
 use crate::engine::{Engine, Outcome};
 use crate::lms::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, LmsUserId};
 use crate::store::memory::MemoryStore;
@@ -28,7 +28,7 @@ pub struct Request {
     pub at: Vec<Timestamp>,
     /// Print one line per input line first.
     pub timeline: bool,
-    /// The platform that sent the bodies.
+    /// The platform that sent the bodies, as `--source` takes it (`hotmart`, `std:acme`, …).
     pub source: String,
 }
 
@@ -191,8 +191,9 @@ pub fn parse_at(text: &str) -> Result<Timestamp, CommandError> {
 
 /// Runs a simulation over `input` (one raw webhook body per line).
 pub async fn run(request: &Request, input: impl BufRead) -> Result<Report, CommandError> {
-    let source = source::by_name(&request.source, &[])
-        .ok_or_else(|| CommandError::BadInput(format!("unknown source {:?} (known: hotmart)", request.source)))?;
+    let name = source_arg::resolve(&request.source).map_err(CommandError::BadInput)?;
+    let source = source::by_name(&name, &[])
+        .ok_or_else(|| CommandError::BadInput(format!("unknown source {:?}", request.source)))?;
     let mut warnings = Vec::new();
     let lines = read_lines(source.as_ref(), input, &mut warnings)?;
     let mut report = replay(request, lines).await?;

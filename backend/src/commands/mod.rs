@@ -3,6 +3,7 @@
 
 pub mod jobs;
 pub mod normalize;
+pub mod source_arg;
 
 use crate::cli::{KeyArgs, MappingsCommand, ServiceArgs, StoreArgs, SweepArgs};
 use crate::clock::{Clock, ManualClock, SystemClock};
