@@ -481,7 +481,9 @@ fn refunds_and_disputes_name_the_charge_the_approval_named() {
     assert_eq!(approved.charge.unwrap().id, refund.charge.unwrap().id);
 
     let mut closed = value("charge.dispute.closed.2025-03-31.basil");
-    for (status, kind) in [("warning_closed", "approve"), ("won", "approve"), ("lost", "revoke"), ("under_review", "info")] {
+    for (status, kind) in
+        [("warning_closed", "approve"), ("won", "approve"), ("lost", "revoke"), ("under_review", "info")]
+    {
         closed["data"]["object"]["status"] = json!(status);
         assert_eq!(normalize_value(&closed).change.kind(), kind, "{status}");
     }
@@ -501,11 +503,16 @@ fn other_types_are_recorded_and_bad_bodies_refused() {
 
     assert!(matches!(source.normalize(b"[1]", received), Err(NormalizeError::NotJson(_))));
     assert!(matches!(source.normalize(b"not json", received), Err(NormalizeError::NotJson(_))));
-    assert_eq!(source.normalize(br#"{"type":"invoice.paid"}"#, received).unwrap_err(), NormalizeError::MissingField("id"));
+    assert_eq!(
+        source.normalize(br#"{"type":"invoice.paid"}"#, received).unwrap_err(),
+        NormalizeError::MissingField("id")
+    );
     assert_eq!(source.normalize(br#"{"id":"evt_3"}"#, received).unwrap_err(), NormalizeError::MissingField("type"));
     let thin = br#"{"id":"evt_test_65R","object":"v2.core.event","type":"v1.invoice.paid","created":"2025-05-09T02:23:09.000Z","related_object":{"id":"in_1","type":"invoice"}}"#;
     match source.normalize(thin, received) {
-        Err(NormalizeError::InvalidField { field: "object", reason }) => assert!(reason.contains("snapshot"), "{reason}"),
+        Err(NormalizeError::InvalidField { field: "object", reason }) => {
+            assert!(reason.contains("snapshot"), "{reason}")
+        }
         other => panic!("a thin event must be refused, got {other:?}"),
     }
     // Quarantined as usual (the default `Source::quarantine`), with the secret cut out.
