@@ -39,9 +39,10 @@ pub struct Event {
     /// Whether a stated time was later than `received_at` + 5 minutes and was clamped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub clamped: bool,
-    /// Who the event is about; absent only for `info` and `unparsed` events.
+    /// Who the event is about; absent for `info` and `unparsed` events, and for platform
+    /// facts the backend resolves through their charge or grant (see [`Event::check_complete`]).
     pub student: Option<Student>,
-    /// The product; absent only for `info` and `unparsed` events.
+    /// The product; absent as `student` is.
     pub product: Option<Product>,
     /// The grant: transaction code, or subscriber code for subscriptions.
     pub grant_id: Option<GrantId>,
@@ -222,7 +223,7 @@ impl Change {
         }
     }
 
-    /// Whether this change acts on a grant (and so needs student, product and grant id).
+    /// Whether this change acts on a grant (and so needs what [`Event::check_complete`] asks).
     pub fn affects_access(&self) -> bool {
         !matches!(self, Change::Info | Change::Unparsed { .. })
     }
@@ -281,9 +282,19 @@ impl Event {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Checks that a change acting on access carries student, product and grant id.
+    /// Checks that a change acting on access carries what it acts on: student, product and
+    /// grant id; or, from a platform event, a `charge` or a `grant_id` the backend resolves
+    /// the rest from (its `charges` index, the grant's record, the platform's API). Stripe
+    /// events are such: a refund names only its charge, a subscription event only its
+    /// subscription, a checkout session has no product. The backend fills the fields in
+    /// before the rules record the fact. Blocks and retries (admin events) act on a student's
+    /// course, not on a grant: they always need student and product.
     pub fn check_complete(&self) -> Result<(), EventError> {
         if !self.change.affects_access() {
+            return Ok(());
+        }
+        let by_hand = matches!(self.change, Change::Block | Change::Retry);
+        if !by_hand && (self.charge.is_some() || self.grant_id.is_some()) {
             return Ok(());
         }
         let change = self.change.kind();
@@ -369,10 +380,33 @@ mod tests {
         let mut value: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
         value["future_field"] = 1.into();
         assert!(Event::from_json(value.to_string().as_bytes()).is_ok());
+        // What the backend can resolve from: a charge or a grant id, the rest absent.
+        value["student"] = serde_json::Value::Null;
+        value["product"] = serde_json::Value::Null;
+        assert!(Event::from_json(value.to_string().as_bytes()).is_ok(), "a charge and a grant id");
         value["grant_id"] = serde_json::Value::Null;
+        assert!(Event::from_json(value.to_string().as_bytes()).is_ok(), "a charge alone");
+        let mut grant_only = value.clone();
+        grant_only["charge"] = serde_json::Value::Null;
+        grant_only["grant_id"] = "sub_1".into();
+        assert!(Event::from_json(grant_only.to_string().as_bytes()).is_ok(), "a grant id alone");
+        // Neither: it needs all three.
+        value["charge"] = serde_json::Value::Null;
         assert!(matches!(
             Event::from_json(value.to_string().as_bytes()),
+            Err(EventError::Incomplete { field: "student", .. })
+        ));
+        let mut full: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        full["charge"] = serde_json::Value::Null;
+        full["grant_id"] = serde_json::Value::Null;
+        assert!(matches!(
+            Event::from_json(full.to_string().as_bytes()),
             Err(EventError::Incomplete { field: "grant_id", .. })
         ));
+        // A block names a grant id too, but acts on a student's course: it needs the student.
+        let mut block = sample();
+        block.change = Change::Block;
+        block.student = None;
+        assert!(matches!(block.check_complete(), Err(EventError::Incomplete { field: "student", .. })));
     }
 }

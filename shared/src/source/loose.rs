@@ -99,6 +99,19 @@ impl<'de> Deserialize<'de> for Instant {
     }
 }
 
+/// An instant written as whole seconds since the epoch (number or numeric text), as Stripe
+/// writes every time; anything else is missing.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(crate) struct Seconds(pub Option<Timestamp>);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Text(text) = Text::deserialize(deserializer)?;
+        let seconds = text.as_deref().and_then(|t| t.trim().parse::<i64>().ok());
+        Ok(Seconds(seconds.and_then(|s| s.checked_mul(1000)).and_then(|ms| Timestamp::from_unix_millis(ms).ok())))
+    }
+}
+
 /// A boolean, or the text `true`/`false`.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub(crate) struct Flag(pub Option<bool>);
@@ -273,6 +286,7 @@ mod tests {
     struct Probe {
         id: Text,
         at: Instant,
+        secs: Seconds,
         on: Flag,
         inner: Obj<Inner>,
         items: List<Inner>,
@@ -305,6 +319,16 @@ mod tests {
         assert_eq!(read(r#"{"at": "2025-12-24T14:23:10"}"#).at.0, Some(want));
         assert_eq!(read(r#"{"at": "soon"}"#).at.0, None);
         assert_eq!(read(r#"{"at": true}"#).at.0, None);
+    }
+
+    #[test]
+    fn seconds_are_whole_seconds_only() {
+        let want = Timestamp::from_unix_millis(1_746_757_389_000).unwrap();
+        assert_eq!(read(r#"{"secs": 1746757389}"#).secs.0, Some(want));
+        assert_eq!(read(r#"{"secs": "1746757389"}"#).secs.0, Some(want));
+        assert_eq!(read(r#"{"secs": null}"#).secs.0, None);
+        assert_eq!(read(r#"{"secs": "2025-05-09T02:23:09Z"}"#).secs.0, None);
+        assert_eq!(read(r#"{"secs": 9223372036854775807}"#).secs.0, None);
     }
 
     #[test]

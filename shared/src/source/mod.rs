@@ -1,13 +1,14 @@
 //! Payment platforms ("sources"): verify a webhook, then normalize it into an [`Event`].
 //!
 //! Each platform is one module implementing [`Source`]; the edge and the CLI pick one by
-//! name with [`by_name`]. Stripe and Standard Webhooks senders plug in here without touching
-//! the event model or the engine.
+//! name with [`by_name`]: [`hotmart`], [`stripe`] and Standard Webhooks senders
+//! ([`std_webhooks`]), each without touching the event model or the engine.
 
 pub mod hotmart;
 mod loose;
 pub mod redact;
 pub mod std_webhooks;
+pub mod stripe;
 
 use crate::event::{Change, Event, SCHEMA};
 use crate::ids::{EventId, SourceName};
@@ -18,6 +19,7 @@ use std::borrow::Cow;
 
 pub use hotmart::Hotmart;
 pub use std_webhooks::StdWebhooks;
+pub use stripe::Stripe;
 
 /// Read access to request headers, case-insensitively.
 pub trait Headers {
@@ -226,6 +228,7 @@ pub fn fit_raw(event: &Event, limit: usize) -> Result<Option<Event>, TooLargeErr
 pub fn by_name(name: &str, secrets: &[String]) -> Option<Box<dyn Source>> {
     match name {
         hotmart::NAME => Some(Box::new(Hotmart::new(secrets.iter().cloned()))),
+        stripe::NAME => Some(Box::new(Stripe::new(secrets.iter().cloned()))),
         _ => Some(Box::new(StdWebhooks::for_source(name, secrets)?)),
     }
 }

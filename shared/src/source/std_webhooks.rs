@@ -654,7 +654,7 @@ mod tests {
         assert!(crate::source::is_known("std-acme"));
         assert!(!crate::source::is_known("std-"));
         assert!(!crate::source::is_known("std-ACME"));
-        assert!(!crate::source::is_known("stripe"));
+        assert!(!crate::source::is_known("stripes"));
         assert_eq!(crate::source::secret_setting("std-acme").as_deref(), Some("STD_WEBHOOK_SECRET_ACME"));
         assert_eq!(crate::source::secret_setting("hotmart").as_deref(), Some("HOTMART_HOTTOK"));
     }
