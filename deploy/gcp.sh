@@ -29,7 +29,8 @@ all instances together), DEACTIVATE_IDLE_USERS (false), PROJECT_NUMBER
 (looked up when absent), SERVICE, TOPIC, SUBSCRIPTION, DEAD_LETTER_TOPIC,
 DEAD_LETTER_SUBSCRIPTION (default names in deploy/pubsub.env), IMAGE_TAG; HOTMART_CLIENT_ID and
 HOTMART_CLIENT_SECRET (both, first run or to change them: they turn on the hourly reconcile),
-RECONCILE_SCHEDULE (0 * * * *), ADMIN_SERVICE (SERVICE-admin), ADMIN_CSRF_SECRET
+RECONCILE_SCHEDULE (0 * * * *); STRIPE_API_KEY (first run or to change it: a restricted
+read-only key for Stripe look-ups, docs/stripe.md), STRIPE_KEY_SECRET (stripe-api-key); ADMIN_SERVICE (SERVICE-admin), ADMIN_CSRF_SECRET
 (admin-csrf-key). ADMIN_OPERATORS and ADMIN_VIEWERS are the whole IAP access list of the
 console: an email taken out of them loses its access at the next run.
 USAGE
@@ -74,6 +75,7 @@ TOKEN_SECRET=${TOKEN_SECRET:-push-verification-token}
 PEPPER_SECRET=${PEPPER_SECRET:-student-key-pepper}
 HOTMART_ID_SECRET=${HOTMART_ID_SECRET:-hotmart-client-id}
 HOTMART_SECRET_SECRET=${HOTMART_SECRET_SECRET:-hotmart-client-secret}
+STRIPE_KEY_SECRET=${STRIPE_KEY_SECRET:-stripe-api-key}
 ADMIN_CSRF_SECRET=${ADMIN_CSRF_SECRET:-admin-csrf-key}
 RECONCILE_SCHEDULE=${RECONCILE_SCHEDULE:-0 * * * *}
 SCHEDULE=${SCHEDULE:-*/5 * * * *}
@@ -292,6 +294,18 @@ elif ! $DRY_RUN && gq secrets describe "$HOTMART_ID_SECRET" && has_version "$HOT
   RECONCILE=true
 fi
 $RECONCILE && RUNTIME_SECRETS+=("$HOTMART_ID_SECRET" "$HOTMART_SECRET_SECRET")
+# A restricted, read-only Stripe key lets the backend find what newer Stripe events leave out
+# (the invoice of a refunded payment, a Checkout Session's product): docs/stripe.md. Given
+# once; later runs find it in Secret Manager.
+STRIPE_LOOKUPS=false
+if [ -n "${STRIPE_API_KEY:-}" ]; then
+  echo "== secrets: the Stripe restricted API key"
+  put_secret "$STRIPE_KEY_SECRET" "$STRIPE_API_KEY" 'the Stripe restricted key, from STRIPE_API_KEY'
+  STRIPE_LOOKUPS=true
+elif ! $DRY_RUN && gq secrets describe "$STRIPE_KEY_SECRET" && has_version "$STRIPE_KEY_SECRET"; then
+  STRIPE_LOOKUPS=true
+fi
+$STRIPE_LOOKUPS && RUNTIME_SECRETS+=("$STRIPE_KEY_SECRET")
 for secret in "${RUNTIME_SECRETS[@]}"; do
   g secrets add-iam-policy-binding "$secret" --member="serviceAccount:$RUN_SA" --role=roles/secretmanager.secretAccessor
 done
@@ -309,6 +323,7 @@ SECRET_VARS="TALENTLMS_API_KEY=$SECRET:latest,PUSH_VERIFICATION_TOKEN=$TOKEN_SEC
 if $RECONCILE; then
   SECRET_VARS+=",HOTMART_CLIENT_ID=$HOTMART_ID_SECRET:latest,HOTMART_CLIENT_SECRET=$HOTMART_SECRET_SECRET:latest"
 fi
+$STRIPE_LOOKUPS && SECRET_VARS+=",STRIPE_API_KEY=$STRIPE_KEY_SECRET:latest"
 g run deploy "$SERVICE" --image="$IMAGE" --region="$REGION" --service-account="$RUN_SA" \
   --no-allow-unauthenticated --invoker-iam-check --timeout="${PUBSUB_ACK_DEADLINE_SECONDS}s" --concurrency=20 --cpu=1 --memory=512Mi \
   --max-instances="$MAX_INSTANCES" \

@@ -1221,6 +1221,29 @@ fn hotmart_api_credentials_turn_on_the_hourly_reconcile_and_never_show() {
     assert_eq!(flag(job, "--uri"), format!("{URL}/tasks/reconcile?token={TOKEN}"));
 }
 
+#[test]
+fn a_stripe_key_becomes_a_backend_secret_and_never_shows() {
+    const KEY: &str = "rk_live_stripe-key-DO-NOT-SHOW";
+    let plain = plan(&[], &[]);
+    assert!(!plain.contains("stripe-api-key") && !plain.contains("STRIPE_API_KEY="), "{plain}");
+
+    let with = plan(&[], &[("STRIPE_API_KEY", KEY)]);
+    assert!(!with.contains(KEY), "the key leaked:\n{with}");
+    let commands = planned(&with);
+    command(&commands, &["secrets", "create", "stripe-api-key"]);
+    let binding = command(&commands, &["secrets", "add-iam-policy-binding", "stripe-api-key"]);
+    assert!(flag(binding, "--member").contains("lms-bridge-run@"), "{binding:?}");
+    let deploy = command(&commands, &["run", "deploy", "lms-bridge"]);
+    assert_eq!(pairs(flag(deploy, "--set-secrets"))["STRIPE_API_KEY"], "stripe-api-key:latest");
+
+    // A real run hands it to Secret Manager on stdin, never in an argument.
+    let fake = FakeDeploy::new();
+    let output = fake.run(&[], &[("STRIPE_API_KEY", KEY)]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(!text(&output).contains(KEY));
+    assert!(fake.calls().iter().all(|c| !c.iter().any(|w| w.contains(KEY))), "the key in an argument");
+}
+
 /// The service URL a dry run computes (the project number is a placeholder there).
 fn dry_run_url() -> String {
     format!("https://lms-bridge-PROJECT_NUMBER.{REGION}.run.app")
