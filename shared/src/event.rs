@@ -281,9 +281,17 @@ impl Event {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Checks that a change acting on access carries student, product and grant id.
+    /// Checks that a change acting on access carries student, product and grant id, or names
+    /// a charge or a grant id the backend resolves them from (a refund that names only its
+    /// charge, a subscription update that names no student).
     pub fn check_complete(&self) -> Result<(), EventError> {
         if !self.change.affects_access() {
+            return Ok(());
+        }
+        if self.student.is_some() && self.product.is_some() && self.grant_id.is_some() {
+            return Ok(());
+        }
+        if self.charge.is_some() || self.grant_id.is_some() {
             return Ok(());
         }
         let change = self.change.kind();
@@ -370,6 +378,7 @@ mod tests {
         value["future_field"] = 1.into();
         assert!(Event::from_json(value.to_string().as_bytes()).is_ok());
         value["grant_id"] = serde_json::Value::Null;
+        value["charge"] = serde_json::Value::Null;
         assert!(matches!(
             Event::from_json(value.to_string().as_bytes()),
             Err(EventError::Incomplete { field: "grant_id", .. })
