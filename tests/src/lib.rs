@@ -17,6 +17,7 @@ pub mod mappings;
 pub mod process;
 pub mod pubsub_emulator;
 pub mod stack;
+pub mod stripe_fake;
 pub mod webhooks;
 
 use std::path::PathBuf;
