@@ -356,6 +356,14 @@ pub struct ServiceArgs {
     /// The LMS.
     #[command(flatten)]
     pub lms: LmsArgs,
+    /// Stripe's API base URL (tests point it at a fake).
+    #[arg(long, env = "STRIPE_API_URL", default_value = crate::stripe_api::API_URL)]
+    pub stripe_api_url: String,
+    /// `STRIPE_API_KEY` (environment only; a secret): a restricted key with read access to
+    /// charges, invoices and Checkout Sessions, to find the grant of a Stripe refund or dispute
+    /// that names only its charge. Without it such events wait for their purchase, then fail.
+    #[arg(skip = Secret::from_env("STRIPE_API_KEY"))]
+    pub stripe_api_key: Option<Secret>,
 }
 
 /// Arguments of `lms-bridge serve`.
@@ -415,6 +423,7 @@ mod tests {
             Cli::try_parse_from(["lms-bridge", "serve", "--gcp-project", "p", "--push-auth", "cloud-run"]).unwrap();
         let Command::Serve(args) = &mut cli.command else { panic!("serve") };
         args.service.lms.talentlms_api_key = Some(Secret::new("api-key-CANARY"));
+        args.service.stripe_api_key = Some(Secret::new("rk_test_CANARY"));
         args.push_verification_token = Some(Secret::new("verification-CANARY"));
         let serve = format!("{cli:?} {cli:#?}");
         assert!(serve.contains("[redacted]"), "{serve}");
@@ -434,6 +443,7 @@ mod tests {
             &["lms-bridge", "serve", "--gcp-project", "p", "--talentlms-api-key", "k"][..],
             &["lms-bridge", "serve", "--gcp-project", "p", "--push-verification-token", "t"],
             &["lms-bridge", "sweep", "--gcp-project", "p", "--talentlms-api-key", "k"],
+            &["lms-bridge", "serve", "--gcp-project", "p", "--stripe-api-key", "k"],
             &["lms-bridge", "normalize", "--hottok", "t"],
             &["lms-bridge", "normalize", "--header-hottok", "t"],
         ] {

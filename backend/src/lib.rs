@@ -2,7 +2,8 @@
 //! operator commands. Rooms: `http` (the surface), `auth` (push tokens), `jwks` (token issuers'
 //! keys, cached), `admin` (the console, IAP), `engine` (applying events and the sweep), `store`
 //! (the state port: Firestore, in memory), `clock`, `lms` (adapters), `cli` (arguments),
-//! `settings` (the arguments validated), `commands` (what each operator command does) and
+//! `settings` (the arguments validated), `stripe_api` (Stripe's API, read-only, to resolve
+//! refunds and disputes that name only their charge), `commands` (what each operator command does) and
 //! `backfill` (Hotmart API sales and subscriptions, and the CSV export, as normalized events).
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod service;
 pub mod settings;
 pub mod simulate;
 pub mod store;
+pub mod stripe_api;
 
 /// The rules crate, for builds outside this workspace (the fuzz targets in `fuzz/`) that reach it
 /// through the backend.

@@ -3,7 +3,7 @@
 use crate::auth::PushAuth;
 use crate::cli::{ServeArgs, ServiceArgs, StoreArgs};
 use crate::clock::{Clock, SystemClock};
-use crate::engine::Engine;
+use crate::engine::{Engine, MissingLookup, SourceLookup};
 use crate::hotmart_api::HotmartApi;
 use crate::http::{router, warn_if_unauthenticated, AppState, Reconciler};
 use crate::lms::talentlms::TalentLms;
@@ -11,6 +11,7 @@ use crate::lms::Lms;
 use crate::publish::EventPublisher;
 use crate::settings::{LmsSettings, ServeSettings, ServiceSettings};
 use crate::store::FirestoreStore;
+use crate::stripe_api::StripeApi;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,11 +53,21 @@ pub async fn engine_at(args: &ServiceArgs, clock: Arc<dyn Clock>) -> anyhow::Res
     engine_with(&ServiceSettings::from_args(args)?, clock).await
 }
 
+/// What resolves Stripe events that name only a charge: its API, or, without a key, a lookup
+/// that names the missing setting in the reason of each event it could not resolve.
+pub fn stripe_lookup(settings: &ServiceSettings) -> anyhow::Result<Arc<dyn SourceLookup>> {
+    Ok(match &settings.stripe {
+        Some(config) => Arc::new(StripeApi::new(config.clone()).context("building the Stripe API client")?),
+        None => Arc::new(MissingLookup { source: "stripe", setting: "STRIPE_API_KEY" }),
+    })
+}
+
 async fn engine_with(settings: &ServiceSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
     let lms = lms(&settings.lms)?;
     Ok(Engine {
         deactivate_idle_users: settings.deactivate_idle_users,
         pepper: settings.pepper.clone(),
+        lookup: Some(stripe_lookup(settings)?),
         ..Engine::new(connect(&settings.project).await?, lms, clock)
     })
 }

@@ -6,6 +6,7 @@
 use crate::auth::{Expected, PushAuthConfig, PushAuthMode, PushCheck, MIN_REFRESH};
 use crate::cli::{HotmartApiArgs, LmsArgs, LmsKind, PublishArgs, Secret, ServeArgs, ServiceArgs};
 use crate::hotmart_api::{HotmartApiConfig, MAX_PAGE_SIZE};
+use crate::stripe_api::StripeApiConfig;
 use lms_bridge_shared::Pepper;
 use std::num::NonZeroU32;
 
@@ -131,6 +132,24 @@ pub fn hotmart_api(args: &HotmartApiArgs) -> Result<HotmartApiConfig, SettingsEr
     })
 }
 
+/// Stripe's API, when `STRIPE_API_KEY` is set (none: Stripe events are resolved from the state
+/// alone).
+pub fn stripe_api(args: &ServiceArgs) -> Result<Option<StripeApiConfig>, SettingsError> {
+    let Some(key) = &args.stripe_api_key else { return Ok(None) };
+    let key = required_secret(Some(key), "STRIPE_API_KEY")?;
+    if key.expose().trim().starts_with("pk_") {
+        return Err(SettingsError::Invalid {
+            name: "STRIPE_API_KEY",
+            reason: "is a publishable key; use a restricted key (rk_…) with read access".into(),
+        });
+    }
+    let url = args.stripe_api_url.trim();
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(SettingsError::Invalid { name: "STRIPE_API_URL", reason: "must be an http(s) URL".into() });
+    }
+    Ok(Some(StripeApiConfig { url: url.trim_end_matches('/').to_owned(), key, timeout: crate::stripe_api::TIMEOUT }))
+}
+
 /// Where jobs publish the facts they find.
 #[derive(Debug, Clone)]
 pub struct PublishSettings {
@@ -176,6 +195,8 @@ pub struct ServiceSettings {
     pub lms: LmsSettings,
     /// Deactivate LMS users the bridge created once they have no active course.
     pub deactivate_idle_users: bool,
+    /// Stripe's API, when `STRIPE_API_KEY` is set.
+    pub stripe: Option<StripeApiConfig>,
 }
 
 impl ServiceSettings {
@@ -186,6 +207,7 @@ impl ServiceSettings {
             pepper: args.store.keys.pepper(),
             lms: LmsSettings::from_args(&args.lms)?,
             deactivate_idle_users: args.lms.deactivate_idle_users,
+            stripe: stripe_api(args)?,
         })
     }
 }

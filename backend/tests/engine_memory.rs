@@ -9,7 +9,7 @@ use lms_bridge_backend::commands::parse_mappings;
 use lms_bridge_backend::engine::{ApplyError, Engine, Outcome};
 use lms_bridge_backend::lms::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, LmsUserId};
 use lms_bridge_backend::store::docs::{
-    EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, StudentDoc,
+    ChargeDoc, EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, StudentDoc,
 };
 use lms_bridge_backend::store::{MemoryStore, StateStore, StoreError, Tx};
 use lms_bridge_shared::admin::{HandAction, HandChange};
@@ -358,6 +358,9 @@ impl StateStore for FlakyStore {
     }
     async fn grant(&self, key: &str) -> Result<Option<GrantDoc>, StoreError> {
         self.inner.grant(key).await
+    }
+    async fn charge(&self, source: &str, charge_id: &str) -> Result<Option<ChargeDoc>, StoreError> {
+        self.inner.charge(source, charge_id).await
     }
     async fn enrollments_after(
         &self,

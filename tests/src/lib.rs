@@ -18,6 +18,7 @@ pub mod process;
 pub mod pubsub_emulator;
 pub mod stack;
 pub mod stripe_events;
+pub mod stripe_fake;
 pub mod webhooks;
 
 use std::path::PathBuf;

@@ -2,14 +2,16 @@
 //! included) before any LMS call, so a crash after the commit loses nothing.
 
 use super::outbox::UserCache;
+use super::resolve::{is_young, needs_resolving, Resolved};
 use super::{ApplyError, Engine, Outcome, EVENT_TTL_DAYS};
-use crate::store::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, Placement, StudentDoc};
+use crate::store::docs::{ChargeDoc, EnrollmentDoc, EventDoc, EventStatus, GrantDoc, Placement, StudentDoc};
 use crate::store::{enrollment_doc_id, StateStore, StoreError, Tx};
 use futures::FutureExt;
 use lms_bridge_shared::event::Student;
 use lms_bridge_shared::rules::Decision;
 use lms_bridge_shared::{
-    admin, grant_key, Access, Change, CourseId, Enrollment, Event, Grant, LmsAction, ProductMapping, Timestamp,
+    admin, grant_key, Access, Change, ChargeId, CourseId, Enrollment, Event, Grant, LmsAction, ProductMapping,
+    Timestamp,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -79,15 +81,20 @@ pub(super) enum Committed {
 
 /// The event transaction: dedupe; record the fact on the grant's record; put the grant's
 /// current facts on every enrollment it is placed on now, and take it off those it left (a
-/// plan switch, an earlier approval under another email); queue each enrollment's LMS actions.
+/// plan switch, an earlier approval under another email); queue each enrollment's LMS actions;
+/// index its charge (and the `aliases` it was resolved from) under its grant.
 async fn apply_in(
     tx: &mut dyn Tx,
     event: &Event,
+    aliases: &[ChargeId],
     mapping: &ProductMapping,
     now: Timestamp,
 ) -> Result<Committed, StoreError> {
-    // An event kept while its product had no mapping is applied now, like a new one.
-    if let Some(seen) = tx.event(event.id.as_str()).await?.filter(|s| s.status != EventStatus::Unmapped) {
+    // An event kept while its product had no mapping is applied now, like a new one; so is
+    // one recorded as failed that now passes every check (a replay of an event whose
+    // purchase was not known yet).
+    let pending = |s: &EventDoc| matches!(s.status, EventStatus::Unmapped | EventStatus::Failed);
+    if let Some(seen) = tx.event(event.id.as_str()).await?.filter(|s| !pending(s)) {
         return Ok(Committed::Seen { enrollments: seen.enrollments });
     }
     // Both checked before the transaction (`check_complete`).
@@ -142,6 +149,19 @@ async fn apply_in(
             },
         )?;
     }
+    // Blind writes: the index only ever learns which grant a charge belongs to, so whatever
+    // it held is replaced by the same answer.
+    if let Some(charge) = &event.charge {
+        let doc = ChargeDoc {
+            source: event.source.clone(),
+            charge_id: charge.id.clone(),
+            grant_id: grant_id.clone(),
+            updated_at: now,
+        };
+        for charge_id in std::iter::once(&charge.id).chain(aliases) {
+            tx.put_charge(charge_id.as_str(), &doc)?;
+        }
+    }
     tx.put_student(&updated_student(student_doc, student))?;
     let (status, reason) = if changed {
         (EventStatus::Applied, None)
@@ -195,6 +215,29 @@ impl<S: StateStore> Engine<S> {
         if matches!(event.change, Change::Block | Change::Retry) {
             return self.apply_by_hand(event, now).await;
         }
+        // A refund naming only its charge, a subscription update naming no student: completed
+        // from the state (and the source's API) before anything else.
+        let resolved;
+        let mut aliases = Vec::new();
+        let event = if needs_resolving(event) {
+            match self.resolve(event).await? {
+                Resolved::Ready { event: complete, aliases: found } => {
+                    resolved = *complete;
+                    aliases = found;
+                    &resolved
+                }
+                Resolved::Unresolved(reason) if is_young(event, now) => {
+                    tracing::warn!(event_id = %event.id, reason = %reason, "event not resolved yet; asking for a redelivery");
+                    return Err(ApplyError::Unresolved(reason));
+                }
+                Resolved::Unresolved(reason) => {
+                    tracing::warn!(event_id = %event.id, reason = %reason, "event still not resolved; recorded as failed, kept for replay");
+                    return self.fail(event, &reason).await;
+                }
+            }
+        } else {
+            event
+        };
         let mapping = match (&event.change, &event.product) {
             // A grant by hand names its course as its product.
             (change, Some(product)) if change.affects_access() && admin::is_admin(&event.source) => {
@@ -234,11 +277,12 @@ impl<S: StateStore> Engine<S> {
 
         let event = Arc::new(event.clone());
         let mapping = Arc::new(mapping);
+        let aliases = Arc::new(aliases);
         let committed = self
             .store
             .transaction(move |tx| {
-                let (event, mapping) = (Arc::clone(&event), Arc::clone(&mapping));
-                async move { apply_in(tx, &event, &mapping, now).await }.boxed()
+                let (event, mapping, aliases) = (Arc::clone(&event), Arc::clone(&mapping), Arc::clone(&aliases));
+                async move { apply_in(tx, &event, &aliases, &mapping, now).await }.boxed()
             })
             .await?;
 

@@ -9,8 +9,10 @@ mod by_hand;
 pub mod drift;
 mod intake;
 mod outbox;
+mod resolve;
 mod sweep;
 
+pub use resolve::{LookupError, MissingLookup, SourceLookup, RESOLVE_PATIENCE};
 pub use sweep::SWEEP_JOB_ID;
 
 use crate::clock::Clock;
@@ -68,6 +70,13 @@ pub enum ApplyError {
     /// delivery); acking now could lose them if that runner dies, so ask for a redelivery.
     #[error("LMS actions for {0} are being run by another delivery")]
     Busy(String),
+    /// The event names a charge or grant the state does not know yet (a refund that overtook
+    /// its purchase): retried while the event is young, then recorded as failed.
+    #[error("the event cannot be resolved yet: {0}")]
+    Unresolved(String),
+    /// The source's API failed transiently while resolving the event.
+    #[error("source lookup: {0}")]
+    Lookup(LookupError),
 }
 
 /// The engine: the store, the LMS, and the clock. Generic over the store so the same code
@@ -90,6 +99,10 @@ pub struct Engine<S: StateStore = FirestoreStore> {
     pub max_attempts: u32,
     /// How long one sweep may run: under the scheduler's request timeout.
     pub sweep_budget: Duration,
+    /// What a source's API says that its events do not (the grant behind a charge, the
+    /// product of a purchase), for the source it serves; none: events are resolved from the
+    /// state alone.
+    pub lookup: Option<Arc<dyn SourceLookup>>,
 }
 
 impl<S: StateStore> Engine<S> {
@@ -104,6 +117,7 @@ impl<S: StateStore> Engine<S> {
             lease: LEASE,
             max_attempts: MAX_ATTEMPTS,
             sweep_budget: SWEEP_BUDGET,
+            lookup: None,
         }
     }
 

@@ -130,6 +130,8 @@ fn unavailable(e: &ApplyError) -> ApiError {
         ApplyError::Store(_) => "state store unavailable; retry".to_owned(),
         ApplyError::Lms(_) => "LMS unavailable; the change is saved and will be retried".to_owned(),
         ApplyError::Busy(_) => "another delivery is applying this change; retry".to_owned(),
+        ApplyError::Unresolved(reason) => format!("not applicable yet: {reason}"),
+        ApplyError::Lookup(_) => "the payment platform's API is unavailable; retry".to_owned(),
     })
 }
 

@@ -1,7 +1,7 @@
 //! Document shapes of the state, typed: both stores keep them as they are, and Firestore
 //! gets native timestamps from their serializers.
 
-use lms_bridge_shared::ids::{CourseId, EventId, GrantId, SourceName, StudentKey};
+use lms_bridge_shared::ids::{ChargeId, CourseId, EventId, GrantId, SourceName, StudentKey};
 use lms_bridge_shared::rules::{Access, Enrollment, Grant, LmsAction};
 use lms_bridge_shared::{ProductMapping, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -269,6 +269,23 @@ pub struct GrantDoc {
     pub state: Grant,
     /// The enrollments it is placed on, whose copies of `state` are kept current.
     pub placed: Vec<Placement>,
+    /// Last write.
+    pub updated_at: Timestamp,
+}
+
+/// `charges/{source}__{charge id}`: which grant a charge belongs to, so an event that names
+/// only its charge (a refund, a dispute) acts on that grant. Written blind by the event
+/// transaction of every event that names both; also under the ids the source's API linked to
+/// it (a Stripe payment intent, for the invoice it paid).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeDoc {
+    /// The payment platform.
+    pub source: SourceName,
+    /// The charge as its grant knows it (an invoice, a payment intent, a transaction): the
+    /// document's own id, or, under an alias, the charge the alias stands for.
+    pub charge_id: ChargeId,
+    /// The grant it belongs to.
+    pub grant_id: GrantId,
     /// Last write.
     pub updated_at: Timestamp,
 }

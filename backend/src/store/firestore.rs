@@ -2,9 +2,9 @@
 //! `Timestamp`'s serializer), so range queries and the TTL policy on `events.expire_at` work.
 
 use super::docs::{
-    EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, ProductDoc, StudentDoc,
+    ChargeDoc, EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, ProductDoc, StudentDoc,
 };
-use super::{event_doc_id, newest_of_kind, product_doc_id, StateStore, StoreError, Tx};
+use super::{charge_doc_id, event_doc_id, newest_of_kind, product_doc_id, StateStore, StoreError, Tx};
 use ::firestore::errors::BackoffError;
 use ::firestore::{FirestoreDb, FirestoreQueryCursor, FirestoreTransaction, FirestoreValue};
 use async_trait::async_trait;
@@ -23,6 +23,8 @@ pub const STUDENTS: &str = "students";
 pub const ENROLLMENTS: &str = "enrollments";
 /// Grants by `{source}__{grant id}`: their facts, owner and placements.
 pub const GRANTS: &str = "grants";
+/// The charge index by `{source}__{charge id}`: the grant each charge belongs to.
+pub const CHARGES: &str = "charges";
 /// Product mappings by `{source}__{product id}`.
 pub const PRODUCTS: &str = "products";
 /// Backfill, reconcile and drift runs by job id.
@@ -100,6 +102,21 @@ impl Tx for FirestoreTx<'_, '_> {
 
     async fn grant(&mut self, key: &str) -> Result<Option<GrantDoc>, StoreError> {
         Ok(self.db.fluent().select().by_id_in(GRANTS).obj().one(&event_doc_id(key)).await?)
+    }
+
+    async fn charge(&mut self, source: &str, charge_id: &str) -> Result<Option<ChargeDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(CHARGES).obj().one(&charge_doc_id(source, charge_id)).await?)
+    }
+
+    fn put_charge(&mut self, charge_id: &str, doc: &ChargeDoc) -> Result<(), StoreError> {
+        self.db
+            .fluent()
+            .update()
+            .in_col(CHARGES)
+            .document_id(charge_doc_id(doc.source.as_str(), charge_id))
+            .object(doc)
+            .add_to_transaction(self.tx)?;
+        Ok(())
     }
 
     fn put_grant(&mut self, key: &str, doc: &GrantDoc) -> Result<(), StoreError> {
@@ -290,6 +307,10 @@ impl StateStore for FirestoreStore {
 
     async fn grant(&self, key: &str) -> Result<Option<GrantDoc>, StoreError> {
         Ok(self.db.fluent().select().by_id_in(GRANTS).obj().one(&event_doc_id(key)).await?)
+    }
+
+    async fn charge(&self, source: &str, charge_id: &str) -> Result<Option<ChargeDoc>, StoreError> {
+        Ok(self.db.fluent().select().by_id_in(CHARGES).obj().one(&charge_doc_id(source, charge_id)).await?)
     }
 
     async fn enrollments_after(

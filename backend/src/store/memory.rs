@@ -3,8 +3,8 @@
 //! Every collection is a `BTreeMap` by document id: queries answer in a fixed order, and runs
 //! are reproducible.
 
-use super::docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, StudentDoc};
-use super::{event_doc_id, newest_of_kind, product_doc_id, StateStore, StoreError, Tx};
+use super::docs::{ChargeDoc, EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, StudentDoc};
+use super::{charge_doc_id, event_doc_id, newest_of_kind, product_doc_id, StateStore, StoreError, Tx};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use lms_bridge_shared::Access;
@@ -19,6 +19,7 @@ struct Collections {
     students: BTreeMap<String, StudentDoc>,
     enrollments: BTreeMap<String, EnrollmentDoc>,
     grants: BTreeMap<String, GrantDoc>,
+    charges: BTreeMap<String, ChargeDoc>,
     products: BTreeMap<String, ProductMapping>,
     jobs: BTreeMap<String, JobDoc>,
 }
@@ -66,6 +67,15 @@ impl Tx for MemoryTx<'_> {
         Ok(self.snapshot.grants.get(key).cloned())
     }
 
+    async fn charge(&mut self, source: &str, charge_id: &str) -> Result<Option<ChargeDoc>, StoreError> {
+        Ok(self.snapshot.charges.get(&charge_doc_id(source, charge_id)).cloned())
+    }
+
+    fn put_charge(&mut self, charge_id: &str, doc: &ChargeDoc) -> Result<(), StoreError> {
+        self.writes.charges.insert(charge_doc_id(doc.source.as_str(), charge_id), doc.clone());
+        Ok(())
+    }
+
     fn put_grant(&mut self, key: &str, doc: &GrantDoc) -> Result<(), StoreError> {
         self.writes.grants.insert(key.to_owned(), doc.clone());
         Ok(())
@@ -102,6 +112,7 @@ impl StateStore for MemoryStore {
         state.students.extend(writes.students);
         state.enrollments.extend(writes.enrollments);
         state.grants.extend(writes.grants);
+        state.charges.extend(writes.charges);
         state.products.extend(writes.products);
         Ok(value)
     }
@@ -179,6 +190,10 @@ impl StateStore for MemoryStore {
 
     async fn grant(&self, key: &str) -> Result<Option<GrantDoc>, StoreError> {
         Ok(self.state.lock().await.grants.get(key).cloned())
+    }
+
+    async fn charge(&self, source: &str, charge_id: &str) -> Result<Option<ChargeDoc>, StoreError> {
+        Ok(self.state.lock().await.charges.get(&charge_doc_id(source, charge_id)).cloned())
     }
 
     async fn enrollments_after(

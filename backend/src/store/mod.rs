@@ -12,7 +12,7 @@ pub use self::firestore::FirestoreStore;
 pub use self::memory::MemoryStore;
 
 use async_trait::async_trait;
-use docs::{EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, StudentDoc};
+use docs::{ChargeDoc, EnrollmentDoc, EventDoc, EventStatus, GrantDoc, JobDoc, JobKind, LmsAccount, StudentDoc};
 use futures::future::BoxFuture;
 use lms_bridge_shared::{CourseId, ProductMapping, StudentKey, Timestamp};
 
@@ -45,6 +45,8 @@ pub trait Tx: Send {
     async fn student(&mut self, key: &StudentKey) -> Result<Option<StudentDoc>, StoreError>;
     /// `grants/{source}__{grant id}`: a grant's facts, owner and placements.
     async fn grant(&mut self, key: &str) -> Result<Option<GrantDoc>, StoreError>;
+    /// `charges/{source}__{charge id}`: the grant a charge belongs to.
+    async fn charge(&mut self, source: &str, charge_id: &str) -> Result<Option<ChargeDoc>, StoreError>;
     /// Inserts or replaces an event record (keyed by `doc.id`).
     fn put_event(&mut self, doc: &EventDoc) -> Result<(), StoreError>;
     /// Inserts or replaces an enrollment.
@@ -53,6 +55,9 @@ pub trait Tx: Send {
     fn put_student(&mut self, doc: &StudentDoc) -> Result<(), StoreError>;
     /// Writes a grant record.
     fn put_grant(&mut self, key: &str, doc: &GrantDoc) -> Result<(), StoreError>;
+    /// Inserts or replaces the index entry of `charge_id` (the charge itself, or an alias of
+    /// `doc.charge_id`) in `doc.source` ([`charge_doc_id`]), without reading it first.
+    fn put_charge(&mut self, charge_id: &str, doc: &ChargeDoc) -> Result<(), StoreError>;
 }
 
 /// Where the bridge keeps its state. Operations outside [`StateStore::transaction`] are
@@ -100,6 +105,8 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> Result<Vec<EnrollmentDoc>, StoreError>;
     /// A grant's record, by `{source}__{grant id}`.
     async fn grant(&self, key: &str) -> Result<Option<GrantDoc>, StoreError>;
+    /// The grant a charge belongs to, from `charges/{source}__{charge id}`.
+    async fn charge(&self, source: &str, charge_id: &str) -> Result<Option<ChargeDoc>, StoreError>;
 
     /// Enrollments of students whose key sorts after `after`, ordered by student key, at most
     /// `limit` of them: the last student of a full page may be cut short (the caller reads that
@@ -137,6 +144,11 @@ pub fn enrollment_doc_id(student_key: &StudentKey, course: &CourseId) -> String 
 /// `products/{source}__{product id}`.
 pub fn product_doc_id(source: &str, product: &str) -> String {
     format!("{source}__{}", event_doc_id(product))
+}
+
+/// `charges/{source}__{charge id}`.
+pub fn charge_doc_id(source: &str, charge: &str) -> String {
+    product_doc_id(source, charge)
 }
 
 /// The `limit` newest jobs of `kind`.
