@@ -23,11 +23,12 @@ echo "edge wasm: $(stat -c %s edge/build/index_bg.wasm) bytes raw, $gzip_bytes g
 [ "$gzip_bytes" -le $((400 * 1024)) ] || { echo "edge bundle over 400 KiB gzip" >&2; exit 1; }
 
 step "tests"
-# The binaries the tests start (the backend, and the LMS sandbox and Hotmart fake from
+# The binaries the tests start (the backend, and the LMS sandboxes and Hotmart fake from
 # `tools/`), built once here: the tests use these instead of each building them again with
 # other features.
-cargo build --locked -p lms-bridge-backend -p lms-bridge-tools --bin lms-bridge --bin lms-sandbox --bin hotmart-fake
+cargo build --locked -p lms-bridge-backend -p lms-bridge-tools --bin lms-bridge --bin lms-sandbox --bin moodle-sandbox --bin hotmart-fake
 export LMS_BRIDGE_BIN="$ROOT/target/debug/lms-bridge"
 export LMS_SANDBOX_BIN="$ROOT/target/debug/lms-sandbox"
+export MOODLE_SANDBOX_BIN="$ROOT/target/debug/moodle-sandbox"
 export HOTMART_FAKE_BIN="$ROOT/target/debug/hotmart-fake"
 cargo test --workspace --locked

@@ -14,6 +14,7 @@ pub mod hotmart_fake;
 pub mod iap;
 pub mod iap_proxy;
 pub mod mappings;
+pub mod moodle_sandbox;
 pub mod process;
 pub mod pubsub_emulator;
 pub mod stack;
