@@ -72,7 +72,7 @@ pub enum Command {
     /// Run the admin web console (its own Cloud Run service, behind Identity-Aware Proxy).
     Admin(AdminArgs),
     /// Re-run stored events through the current code.
-    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["quarantined", "unmapped"])))]
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["quarantined", "unmapped", "failed"])))]
     Replay {
         /// Re-normalize the quarantined (unparsed) events and apply those that now parse.
         #[arg(long)]
@@ -80,6 +80,10 @@ pub enum Command {
         /// Apply the events kept while their product had no mapping (those that have one now).
         #[arg(long)]
         unmapped: bool,
+        /// Apply again the events kept as failed (a refund that named a charge no known grant
+        /// had; a look-up that needed a setting): those that now resolve are applied.
+        #[arg(long)]
+        failed: bool,
         /// Where the state is, and the LMS.
         #[command(flatten)]
         service: ServiceArgs,

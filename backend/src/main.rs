@@ -95,13 +95,16 @@ fn main() -> ExitCode {
             Command::Student { command: StudentCommand::Show { email, store } } => {
                 commands::student_show(&email, &store).await
             }
-            Command::Replay { service, quarantined, unmapped } => {
+            Command::Replay { service, quarantined, unmapped, failed } => {
                 let mut out = String::new();
                 if quarantined {
                     out.push_str(&commands::replay_quarantined(&service).await?);
                 }
                 if unmapped {
                     out.push_str(&commands::replay_unmapped(&service).await?);
+                }
+                if failed {
+                    out.push_str(&commands::replay_failed(&service).await?);
                 }
                 Ok(out)
             }

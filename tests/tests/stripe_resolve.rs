@@ -211,6 +211,27 @@ fn a_refund_of_an_unknown_purchase_is_retried_while_young_then_failed_and_a_bad_
     let record = stack::firestore().document(&chain.backend.project, "events/stripe:evt_refund_3");
     assert!(record["fields"]["event_json"]["stringValue"].as_str().unwrap().contains("pi_3"), "{record}");
 
+    // Its purchase arrives late; `replay --failed` then applies the kept refund.
+    let email = "stripe-late-purchase@example.com";
+    let purchase = stripe_event(
+        "evt_checkout_3",
+        "checkout.session.completed",
+        json!({"type": "approve"}),
+        now_ms() - 20 * 60_000,
+        json!({ "student": student(email), "product": product("prod_ONE"), "grant_id": "pi_3",
+                "charge": charge("pi_3", None) }),
+    );
+    chain.push_ok(&purchase, "applied");
+    assert_eq!(chain.sandbox.courses_of(email), ["301"]);
+    let output = chain.backend.cli(&["replay", "--failed"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let line = stdout.lines().find(|l| l.contains("stripe:evt_refund_3")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains(r#""result":"applied""#), "{stdout}");
+    assert!(chain.sandbox.courses_of(email).is_empty(), "the replayed refund unenrolled");
+    let record = stack::firestore().document(&chain.backend.project, "events/stripe:evt_refund_3");
+    assert_eq!(record["fields"]["status"]["stringValue"], "applied", "{record}");
+
     // A refused key is a permanent failure that names the setting, never the key.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let wrong = "rk_test_WRONG-KEY-0000";

@@ -81,7 +81,7 @@ pub async fn mappings(command: &MappingsCommand, args: &ServiceArgs) -> Result<S
             let waiting = store.events_with_status(EventStatus::Unmapped).await?;
             if !waiting.is_empty() {
                 match service::engine(args).await {
-                    Ok(engine) => out.push_str(&apply_unmapped(&engine).await?),
+                    Ok(engine) => out.push_str(&apply_kept(&engine, EventStatus::Unmapped).await?),
                     Err(e) => out.push_str(&format!(
                         "{} event(s) wait for a mapping; they were not applied ({e:#}): run `lms-bridge replay --unmapped` with the LMS settings\n",
                         waiting.len()
@@ -163,13 +163,21 @@ pub async fn student_show(email: &str, store: &StoreArgs) -> Result<String, Comm
 
 /// `replay --unmapped`: apply the events kept while their product had no mapping.
 pub async fn replay_unmapped(args: &ServiceArgs) -> Result<String, CommandError> {
-    apply_unmapped(&service::engine(args).await?).await
+    apply_kept(&service::engine(args).await?, EventStatus::Unmapped).await
 }
 
-/// Applies every unmapped event whose product has a mapping now, oldest first; one JSON line
-/// per event.
-async fn apply_unmapped(engine: &Engine) -> Result<String, CommandError> {
-    let mut waiting = engine.store.events_with_status(EventStatus::Unmapped).await?;
+/// `replay --failed`: apply again the events kept as failed (one that named a charge no known
+/// grant had, a look-up that was refused), now that their purchase is known or the setting
+/// they needed is given.
+pub async fn replay_failed(args: &ServiceArgs) -> Result<String, CommandError> {
+    apply_kept(&service::engine(args).await?, EventStatus::Failed).await
+}
+
+/// Applies every event kept whole with `status`, oldest first; one JSON line per event. An
+/// unmapped event whose product still has no mapping, or a failed one that fails again, is
+/// kept as it was.
+async fn apply_kept(engine: &Engine, status: EventStatus) -> Result<String, CommandError> {
+    let mut waiting = engine.store.events_with_status(status).await?;
     waiting.sort_by_key(|doc| doc.received_at);
     let mut out = String::new();
     for doc in waiting {
@@ -178,6 +186,7 @@ async fn apply_unmapped(engine: &Engine) -> Result<String, CommandError> {
             None => json!({ "id": doc.id, "result": "no event kept" }),
             Some(event) => match engine.apply(&event).await.map_err(|e| CommandError::Failed(e.into()))? {
                 Outcome::Unmapped(_) => json!({ "id": doc.id, "result": "still unmapped" }),
+                Outcome::Failed(reason) => json!({ "id": doc.id, "result": "still failed", "reason": reason }),
                 outcome => json!({ "id": doc.id, "result": format!("{outcome:?}").to_lowercase() }),
             },
         };
