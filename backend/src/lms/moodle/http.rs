@@ -126,9 +126,10 @@ impl Exception {
             && (self.message.contains("get_name_placeholders") || self.message.contains("bool given"))
     }
 
-    /// The reason behind an `invalidparameter`, scrubbed, when the site shows it.
+    /// The reason behind an `invalidparameter`, scrubbed, when the site shows it. Quoted values
+    /// (`the value is "…"`) may be a name or an email: they are cut out.
     pub(super) fn reason(&self, token: &str) -> String {
-        self.debuginfo.as_deref().map(|d| format!(": {}", scrub(d, token))).unwrap_or_default()
+        self.debuginfo.as_deref().map(|d| format!(": {}", scrub(&unquote(d), token))).unwrap_or_default()
     }
 
     /// What it means for an action, as a real Moodle 4.5 answers it (docs/moodle.md, "Errors").
@@ -183,6 +184,18 @@ impl Exception {
             None => LmsError::Permanent(format!("{function}: Moodle failed ({}: {said})", self.short_class())),
         }
     }
+}
+
+/// The text with every `"…"` replaced by `"[value]"`.
+fn unquote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, part) in text.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        out.push_str(if i % 2 == 1 { "[value]" } else { part });
+    }
+    out
 }
 
 /// A Moodle message made safe for errors and logs: no HTML, emails, URLs or the token, bounded.
@@ -462,6 +475,15 @@ mod tests {
         );
         let context = r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected","debuginfo":"Context does not exist"}"#;
         assert!(permanent(&classify("enrol_manual_enrol_users", context)).contains("Context does not exist"));
+    }
+
+    #[test]
+    fn values_quoted_in_debuginfo_are_cut_out() {
+        let body = r#"{"exception":"core\\exception\\invalid_parameter_exception","errorcode":"invalidparameter","message":"Invalid parameter value detected","debuginfo":"users => Invalid parameter value detected (username => Invalid parameter value detected: the value is \"Dave Souza\", the server was expecting \"username\" type)"}"#;
+        let error = classify("core_user_create_users", body);
+        let message = permanent(&error);
+        assert!(!message.contains("Dave"), "{message}");
+        assert!(message.ends_with(r#"the value is "[value]", the server was expecting "[value]" type)"#), "{message}");
     }
 
     #[test]
