@@ -1,8 +1,9 @@
 //! LMS ports: one trait, one module per LMS, chosen by the `LMS` setting.
 
+pub mod moodle;
 pub mod talentlms;
 
-use lms_bridge_shared::{CourseId, StudentKey};
+use lms_bridge_shared::{CourseId, StudentKey, Timestamp};
 use std::fmt;
 use std::time::Duration;
 
@@ -89,9 +90,9 @@ impl LmsError {
     }
 }
 
-/// What lms-bridge needs from an LMS (one adapter per LMS; docs/talentlms.md describes the
-/// TalentLMS one). Every call is idempotent: an action whose answer was lost is run again, so
-/// a repeat must succeed and change nothing.
+/// What lms-bridge needs from an LMS (one adapter per LMS; docs/talentlms.md and docs/moodle.md
+/// describe them). Every call is idempotent: an action whose answer was lost is run again, so a
+/// repeat must succeed and change nothing.
 #[async_trait::async_trait]
 pub trait Lms: Send + Sync {
     /// The adapter's name, as in the `LMS` setting (`talentlms`); also the key of the
@@ -103,6 +104,24 @@ pub trait Lms: Send + Sync {
     async fn ensure_user(&self, student: &LmsStudent) -> Result<EnsuredUser, LmsError>;
     /// Enrolls as a learner; "already enrolled" is success ([`Enrolled::Already`]).
     async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<Enrolled, LmsError>;
+    /// Whether the LMS ends access by itself at the end date given at enrolment
+    /// ([`Lms::enroll_until`]), with no call from the bridge when it comes. `false` (the
+    /// default): the LMS ignores end dates and the bridge must unenroll.
+    fn enforces_end_dates(&self) -> bool {
+        false
+    }
+    /// Enrolls as a learner until `until` (`None`: no end). Each call sets the end date anew,
+    /// so a renewal is another call with the later date. Adapters that do not
+    /// [enforce end dates](Lms::enforces_end_dates) ignore `until` and just [`Lms::enroll`].
+    async fn enroll_until(
+        &self,
+        user: &LmsUserId,
+        course: &CourseId,
+        until: Option<Timestamp>,
+    ) -> Result<Enrolled, LmsError> {
+        let _ = until;
+        self.enroll(user, course).await
+    }
     /// Unenrolls; "not enrolled" is success.
     async fn unenroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError>;
     /// Activates or deactivates the user; already so is success.
@@ -124,4 +143,52 @@ pub struct LmsUser {
     pub active: bool,
     /// The courses it is enrolled in.
     pub courses: std::collections::BTreeSet<CourseId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Enrolls and records it; says nothing about end dates.
+    #[derive(Default)]
+    struct Plain(Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl Lms for Plain {
+        fn name(&self) -> &'static str {
+            "plain"
+        }
+        async fn ensure_user(&self, _: &LmsStudent) -> Result<EnsuredUser, LmsError> {
+            Err(LmsError::Permanent("unused".into()))
+        }
+        async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<Enrolled, LmsError> {
+            self.0.lock().map_err(|_| LmsError::Permanent("poisoned".into()))?.push(format!(
+                "{}:{}",
+                user.0,
+                course.as_str()
+            ));
+            Ok(Enrolled::Already)
+        }
+        async fn unenroll(&self, _: &LmsUserId, _: &CourseId) -> Result<(), LmsError> {
+            Ok(())
+        }
+        async fn set_active(&self, _: &LmsUserId, _: bool) -> Result<(), LmsError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn adapters_without_end_dates_enroll_as_before_and_ignore_the_date() {
+        let lms = Plain::default();
+        assert!(!lms.enforces_end_dates());
+        let until = Timestamp::from_unix_millis(1_767_225_600_000).ok();
+        let course = CourseId::parse("c1").map_err(|e| e.to_string());
+        let found =
+            lms.enroll_until(&LmsUserId("u1".into()), &course.clone().unwrap_or_else(|e| panic!("{e}")), until).await;
+        assert!(matches!(found, Ok(Enrolled::Already)));
+        assert_eq!(*lms.0.lock().unwrap_or_else(|e| panic!("{e}")), ["u1:c1"]);
+        let talentlms = talentlms::TalentLms::new("https://acme.talentlms.com", "key".into(), 5);
+        assert!(talentlms.is_ok_and(|t| !t.enforces_end_dates()));
+    }
 }
