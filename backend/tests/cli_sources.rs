@@ -255,3 +255,41 @@ fn simulate_replays_a_std_senders_bodies() {
     assert_eq!((&lines[3]["access"], &lines[3]["lms"]), (&"inactive".into(), &"not_enrolled".into()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Stripe's own vector (stripe/stripe-dotnet `src/StripeTests/Services/Events/EventUtilityTest.cs`
+/// with `src/StripeTests/Resources/event_test_signature.json`): the header, its secret, and the
+/// body's digest are Stripe's; the body is that fixture, trailing newline included.
+#[test]
+fn stripe_deliveries_verify_as_at_the_edge_and_refusals_name_the_check() {
+    const STRIPE_SECRET: &str = "webhook_secret";
+    const HEADER: &str = "t=1533204620,v1=2220f87ef101a04665f11cdf770523143f875572008577fa0f20882ddb9cc3c7,v0=63f3a72374a733066c4be69ed7f8e5ac85c22c9f0a6a612ab9a025a9e4ee7eef";
+    let body = b"{\n  \"id\": \"evt_123\",\n  \"object\": \"event\",\n  \"account\": \"acct_123\",\n  \"api_version\": \"2017-05-25\",\n  \"created\": 1533204620,\n  \"data\": {\n    \"object\": {\n      \"id\": \"cus_123\",\n      \"object\": \"customer\",\n      \"created\": 123456789,\n      \"email\": \"test@stripe.com\",\n      \"livemode\": false,\n      \"metadata\": {}\n    }\n  },\n  \"livemode\": false,\n  \"pending_webhooks\": 1,\n  \"request\": {\n    \"id\": \"req_123\",\n    \"idempotency_key\": \"idempotency-key-123\"\n  },\n  \"type\": \"customer.created\"\n}\n";
+    assert_eq!(body.len(), 484);
+    let header = format!("Stripe-Signature: {HEADER}");
+    let normalize = |secrets: &str, now: &str, body: &[u8]| {
+        run(
+            &["normalize", "--source", "stripe", "--now", now, "--header", &header],
+            &[("STRIPE_WEBHOOK_SECRET", secrets)],
+            body,
+        )
+    };
+    // 100 s after it was signed, under the secret alone or beside a rotated one.
+    for secrets in [STRIPE_SECRET, "whsec_other,webhook_secret"] {
+        let output = normalize(secrets, "2018-08-02T10:12:00Z", body);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let event: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(event["id"], "stripe:evt_123");
+        assert_eq!(event["change"]["type"], "info", "customer.created has no access effect");
+    }
+    // 400 s after: a replay.
+    let line = refused(&normalize(STRIPE_SECRET, "2018-08-02T10:16:40Z", body));
+    assert_eq!(line.trim_end(), "lms-bridge: refused: timestamp too old");
+    // The body without its last byte, or another secret: not Stripe's signature.
+    let line = refused(&normalize(STRIPE_SECRET, "2018-08-02T10:12:00Z", &body[..483]));
+    assert_eq!(line.trim_end(), "lms-bridge: refused: invalid signature");
+    let line = refused(&normalize("whsec_other", "2018-08-02T10:12:00Z", body));
+    assert_eq!(line.trim_end(), "lms-bridge: refused: invalid signature");
+    // No secret: a signature that cannot be checked is refused, naming the setting.
+    let output = run(&["normalize", "--source", "stripe", "--header", &header], &[], body);
+    assert!(refused(&output).contains("STRIPE_WEBHOOK_SECRET"));
+}
