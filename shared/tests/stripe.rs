@@ -497,9 +497,13 @@ fn other_types_are_recorded_and_bad_bodies_refused() {
     let event = source.normalize(created, received).unwrap();
     assert_eq!((event.change.clone(), event.source_event.as_str()), (Change::Info, "customer.created"));
     assert_eq!(event.occurred_at, at(1_746_757_389));
-    // An empty type-specific object is recorded, not refused.
-    let bare = br#"{"id":"evt_2","type":"invoice.paid"}"#;
+    // An empty type-specific object is recorded, not refused: as an event when its type changes
+    // no access, else kept as unparsed (an access change naming no charge and no grant is an
+    // event the backend refuses).
+    let bare = br#"{"id":"evt_2","type":"customer.subscription.updated"}"#;
     assert_eq!(source.normalize(bare, received).unwrap().occurred_at, received);
+    let bare = br#"{"id":"evt_2","type":"invoice.paid"}"#;
+    assert_eq!(source.normalize(bare, received).unwrap_err(), NormalizeError::MissingField("data.object.id"));
 
     assert!(matches!(source.normalize(b"[1]", received), Err(NormalizeError::NotJson(_))));
     assert!(matches!(source.normalize(b"not json", received), Err(NormalizeError::NotJson(_))));

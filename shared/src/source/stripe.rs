@@ -695,6 +695,12 @@ pub fn normalize(body: &[u8], received_at: Timestamp) -> Result<Event, Normalize
         facts.charge.as_deref().map(ChargeId::parse).transpose().map_err(|e| invalid("charge", e.to_string()))?;
     let approve = matches!(change, Change::Approve);
     let affects = change.affects_access();
+    // A change of access must name what it changes: without a charge or a grant the backend
+    // refuses the event (`Event::check_complete`), so it is kept as unparsed instead.
+    if affects && charge_id.is_none() && grant.is_none() {
+        let field = if kind.starts_with("charge.dispute.") { "data.object.charge" } else { "data.object.id" };
+        return Err(NormalizeError::MissingField(field));
+    }
     // Only an approval of a subscription charge states the period it pays for.
     let next_charge_at = facts.period_end.filter(|_| approve && facts.is_subscription && charge_id.is_some());
     let charge = charge_id.filter(|_| affects).map(|id| Charge {
@@ -923,6 +929,36 @@ mod tests {
         assert_eq!(source.verify(&headers(V1_HEADER), V1_BODY, at(V1_T)), Ok(()));
         assert_eq!(source.sent_at(V1_BODY), Some(at(V1_T)));
         assert_eq!(source.sent_at(b"[]"), None);
+    }
+
+    #[test]
+    fn an_access_change_without_a_charge_or_a_grant_is_refused() {
+        // Found by the `stripe_webhook` fuzz target: a full refund whose charge has no id (nor
+        // invoice, nor payment intent) became a revoke naming nothing, which the backend refuses.
+        let received = at(1_767_225_600);
+        let refund = br#"{"id":"evt_1","object":"event","type":"charge.refunded","created":1648319949,"data":{"object":{"object":"charge","refunded":true,"amount_refunded":100,"currency":"usd"}}}"#;
+        assert_eq!(normalize(refund, received).unwrap_err(), NormalizeError::MissingField("data.object.id"));
+        let dispute =
+            br#"{"id":"evt_2","type":"charge.dispute.created","created":1648319949,"data":{"object":{"id":"dp_1"}}}"#;
+        assert_eq!(normalize(dispute, received).unwrap_err(), NormalizeError::MissingField("data.object.charge"));
+        for kind in ["invoice.paid", "customer.subscription.deleted"] {
+            let body = format!(r#"{{"id":"evt_3","type":"{kind}","created":1648319949,"data":{{"object":{{}}}}}}"#);
+            assert_eq!(
+                normalize(body.as_bytes(), received).unwrap_err(),
+                NormalizeError::MissingField("data.object.id"),
+                "{kind}"
+            );
+        }
+        // With its id the refund revokes that charge, and the backend takes the event.
+        let named = br#"{"id":"evt_1","type":"charge.refunded","created":1648319949,"data":{"object":{"id":"ch_1","refunded":true}}}"#;
+        let event = normalize(named, received).unwrap();
+        assert_eq!(event.change, Change::Revoke { reason: RevokeReason::Refunded });
+        assert_eq!(event.charge.as_ref().map(|c| c.id.as_str()), Some("ch_1"));
+        assert_eq!(Event::from_json(&event.to_json()).unwrap(), event);
+        // A partial refund changes nothing and needs nothing.
+        let partial =
+            br#"{"id":"evt_4","type":"charge.refunded","created":1648319949,"data":{"object":{"refunded":false}}}"#;
+        assert_eq!(normalize(partial, received).unwrap().change, Change::Info);
     }
 
     #[test]
