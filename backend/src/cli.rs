@@ -339,6 +339,26 @@ pub struct LmsArgs {
     /// retry finds what a slow call did).
     #[arg(long, env = "TALENTLMS_TIMEOUT_SECONDS", default_value_t = 10)]
     pub talentlms_timeout_seconds: u64,
+    /// Moodle: the site's exact wwwroot, e.g. `https://school.example/moodle` (Moodle
+    /// redirects any other host, port or scheme).
+    #[arg(long, env = "MOODLE_URL")]
+    pub moodle_url: Option<String>,
+    /// Moodle web service token: `MOODLE_TOKEN` in the environment only (a secret).
+    #[arg(skip = Secret::from_env("MOODLE_TOKEN"))]
+    pub moodle_token: Option<Secret>,
+    /// The Moodle role enrolments give (5 is *student* on a standard site).
+    #[arg(long, env = "MOODLE_STUDENT_ROLE_ID", default_value_t = crate::lms::moodle::DEFAULT_STUDENT_ROLE_ID)]
+    pub moodle_student_role_id: u32,
+    /// Client-side pace for Moodle calls, shared by the whole process.
+    #[arg(long, env = "MOODLE_MAX_CALLS_PER_SECOND", default_value_t = crate::lms::moodle::DEFAULT_MAX_CALLS_PER_SECOND)]
+    pub moodle_max_calls_per_second: u32,
+    /// How long one Moodle call may take before it counts as failed.
+    #[arg(long, env = "MOODLE_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub moodle_timeout_seconds: u64,
+    /// Moodle ends each enrolment at its end date by itself (`timeend`): the sweep records the
+    /// end without calling Moodle. Set this to also unenrol at the end, to be sure.
+    #[arg(long, env = "MOODLE_UNENROL_AT_END", default_value_t = false)]
+    pub moodle_unenrol_at_end: bool,
     /// Deactivate LMS users left without any active course (seats cost money).
     #[arg(long, env = "DEACTIVATE_IDLE_USERS", default_value_t = false)]
     pub deactivate_idle_users: bool,
@@ -349,6 +369,8 @@ pub struct LmsArgs {
 pub enum LmsKind {
     /// TalentLMS (`TALENTLMS_URL`, `TALENTLMS_API_KEY`).
     Talentlms,
+    /// Moodle (`MOODLE_URL`, `MOODLE_TOKEN`).
+    Moodle,
 }
 
 /// State and LMS: what the engine needs.

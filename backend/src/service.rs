@@ -6,6 +6,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::engine::{Engine, MissingLookup, SourceLookup};
 use crate::hotmart_api::HotmartApi;
 use crate::http::{router, warn_if_unauthenticated, AppState, Reconciler};
+use crate::lms::moodle::Moodle;
 use crate::lms::talentlms::TalentLms;
 use crate::lms::Lms;
 use crate::publish::EventPublisher;
@@ -40,7 +41,20 @@ pub fn lms(settings: &LmsSettings) -> anyhow::Result<Arc<dyn Lms>> {
                 .context("building the TalentLMS client")?
                 .with_timeout(*timeout),
         )),
+        LmsSettings::Moodle { config, .. } => {
+            Ok(Arc::new(Moodle::new(config.clone()).context("building the Moodle client")?))
+        }
     }
+}
+
+/// Checks, before serving, that the LMS answers with the given credentials and allows every
+/// call the bridge makes (Moodle: the service's functions); TalentLMS is checked by its calls.
+pub async fn check_lms(settings: &LmsSettings) -> anyhow::Result<()> {
+    if let LmsSettings::Moodle { config, .. } = settings {
+        let moodle = Moodle::new(config.clone()).context("building the Moodle client")?;
+        moodle.check().await.map_err(|e| anyhow::anyhow!("Moodle at MOODLE_URL: {e}"))?;
+    }
+    Ok(())
 }
 
 /// The engine from settings.
@@ -68,6 +82,7 @@ async fn engine_with(settings: &ServiceSettings, clock: Arc<dyn Clock>) -> anyho
         deactivate_idle_users: settings.deactivate_idle_users,
         pepper: settings.pepper.clone(),
         lookup: Some(stripe_lookup(settings)?),
+        unenrol_at_end: matches!(settings.lms, LmsSettings::Moodle { unenrol_at_end: true, .. }),
         ..Engine::new(connect(&settings.project).await?, lms, clock)
     })
 }
@@ -77,6 +92,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = ServeSettings::from_args(&args)?;
     let auth = PushAuth::new(settings.push);
     warn_if_unauthenticated(&auth);
+    check_lms(&settings.service.lms).await?;
     let engine = engine_with(&settings.service, Arc::new(SystemClock)).await?;
     let reconciler = match settings.reconcile {
         None => None,

@@ -64,6 +64,13 @@ pub enum LmsSettings {
         /// One call's timeout.
         timeout: std::time::Duration,
     },
+    /// Moodle.
+    Moodle {
+        /// The site, its token, role, pace and timeout.
+        config: crate::lms::moodle::MoodleConfig,
+        /// Unenrol at the end of access even though Moodle ends it by itself.
+        unenrol_at_end: bool,
+    },
 }
 
 impl LmsSettings {
@@ -95,6 +102,44 @@ impl LmsSettings {
                     api_key: required_secret(args.talentlms_api_key.as_ref(), "TALENTLMS_API_KEY")?,
                     max_calls_per_second: args.talentlms_max_calls_per_second,
                     timeout: std::time::Duration::from_secs(args.talentlms_timeout_seconds),
+                })
+            }
+            LmsKind::Moodle => {
+                let url = required(args.moodle_url.as_deref(), "MOODLE_URL")?;
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(SettingsError::Invalid {
+                        name: "MOODLE_URL",
+                        reason: "must be the site's http(s) wwwroot, e.g. https://school.example/moodle".to_owned(),
+                    });
+                }
+                if args.moodle_student_role_id == 0 {
+                    return Err(SettingsError::Invalid {
+                        name: "MOODLE_STUDENT_ROLE_ID",
+                        reason: "must be a role id (5 is student on a standard site)".to_owned(),
+                    });
+                }
+                if !(1..=100).contains(&args.moodle_max_calls_per_second) {
+                    return Err(SettingsError::Invalid {
+                        name: "MOODLE_MAX_CALLS_PER_SECOND",
+                        reason: "must be between 1 and 100".to_owned(),
+                    });
+                }
+                if !(1..=120).contains(&args.moodle_timeout_seconds) {
+                    return Err(SettingsError::Invalid {
+                        name: "MOODLE_TIMEOUT_SECONDS",
+                        reason: "must be between 1 and 120".to_owned(),
+                    });
+                }
+                let token = required_secret(args.moodle_token.as_ref(), "MOODLE_TOKEN")?;
+                Ok(Self::Moodle {
+                    config: crate::lms::moodle::MoodleConfig {
+                        url,
+                        token,
+                        student_role_id: args.moodle_student_role_id,
+                        max_calls_per_second: args.moodle_max_calls_per_second,
+                        timeout: std::time::Duration::from_secs(args.moodle_timeout_seconds),
+                    },
+                    unenrol_at_end: args.moodle_unenrol_at_end,
                 })
             }
         }
@@ -319,6 +364,37 @@ mod tests {
         ServeSettings::from_args(serve)
     }
 
+    fn moodle(args: &[&str], token: Option<&str>) -> Result<ServeSettings, SettingsError> {
+        let mut argv = vec!["lms-bridge", "serve", "--gcp-project", "p", "--push-auth", "none", "--lms", "moodle"];
+        argv.extend_from_slice(args);
+        let mut cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Serve(serve) = &mut cli.command else { panic!("serve") };
+        serve.service.lms.moodle_token = token.map(Secret::new);
+        serve.cloud_run_service = None;
+        ServeSettings::from_args(serve)
+    }
+
+    #[test]
+    fn moodle_needs_its_site_and_token_and_names_what_is_wrong() {
+        let site = ["--moodle-url", "https://school.example/moodle"];
+        let cases: [(&[&str], Option<&str>, &str); 5] = [
+            (&[], Some("t"), "MOODLE_URL is not set"),
+            (&site, None, "MOODLE_TOKEN is not set"),
+            (&["--moodle-url", "school.example"], Some("t"), "MOODLE_URL must be"),
+            (&[&site[..], &["--moodle-student-role-id", "0"]].concat(), Some("t"), "MOODLE_STUDENT_ROLE_ID must be"),
+            (&[&site[..], &["--moodle-timeout-seconds", "0"]].concat(), Some("t"), "MOODLE_TIMEOUT_SECONDS must be"),
+        ];
+        for (args, token, expected) in cases {
+            let error = moodle(args, token).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{args:?}: {error}");
+            assert!(!error.contains("tok"), "{error}");
+        }
+        let ok = moodle(&[&site[..], &["--moodle-unenrol-at-end"]].concat(), Some("tok-1")).unwrap();
+        let LmsSettings::Moodle { config, unenrol_at_end } = &ok.service.lms else { panic!("moodle") };
+        assert_eq!((config.url.as_str(), config.token.expose(), config.student_role_id), (site[1], "tok-1", 5));
+        assert!(*unenrol_at_end);
+    }
+
     fn admin(args: &[&str], cloud_run: bool) -> Result<AdminSettings, SettingsError> {
         let mut argv = vec!["lms-bridge", "admin", "--gcp-project", "p"];
         argv.extend_from_slice(args);
@@ -392,7 +468,7 @@ mod tests {
         let settings = serve(&oidc, Some("k"), Some("t")).unwrap();
         assert_eq!(settings.subscription.as_deref(), Some("projects/p/subscriptions/lms-bridge-push"));
         assert!(matches!(settings.push.check, PushCheck::CloudRun(_)));
-        let LmsSettings::TalentLms { url, api_key, .. } = &settings.service.lms;
+        let LmsSettings::TalentLms { url, api_key, .. } = &settings.service.lms else { panic!("talentlms") };
         assert_eq!((url.as_str(), api_key.expose()), ("https://x.talentlms.com", "k"));
         assert!(!format!("{settings:?}").contains("\"t\""), "the token never shows in Debug");
     }

@@ -3,7 +3,7 @@
 
 use super::outbox::UserCache;
 use super::resolve::{is_young, needs_resolving, Resolved};
-use super::{ApplyError, Engine, Outcome, EVENT_TTL_DAYS};
+use super::{push_moved_end, ApplyError, Engine, Outcome, EVENT_TTL_DAYS};
 use crate::store::docs::{ChargeDoc, EnrollmentDoc, EventDoc, EventStatus, GrantDoc, Placement, StudentDoc};
 use crate::store::{enrollment_doc_id, StateStore, StoreError, Tx};
 use futures::FutureExt;
@@ -88,6 +88,7 @@ async fn apply_in(
     event: &Event,
     aliases: &[ChargeId],
     mapping: &ProductMapping,
+    lms_ends_access: bool,
     now: Timestamp,
 ) -> Result<Committed, StoreError> {
     // An event kept while its product had no mapping is applied now, like a new one; so is
@@ -130,6 +131,7 @@ async fn apply_in(
         if !decision.changed {
             continue;
         }
+        let decision = if lms_ends_access { push_moved_end(decision, &doc.state, course) } else { decision };
         decisions.push(describe(course, &doc.state, &decision));
         doc.apply(decision, event.id.as_str(), now);
         tx.put_enrollment(&doc_id, &doc)?;
@@ -278,11 +280,12 @@ impl<S: StateStore> Engine<S> {
         let event = Arc::new(event.clone());
         let mapping = Arc::new(mapping);
         let aliases = Arc::new(aliases);
+        let lms_ends_access = self.lms_ends_access;
         let committed = self
             .store
             .transaction(move |tx| {
                 let (event, mapping, aliases) = (Arc::clone(&event), Arc::clone(&mapping), Arc::clone(&aliases));
-                async move { apply_in(tx, &event, &aliases, &mapping, now).await }.boxed()
+                async move { apply_in(tx, &event, &aliases, &mapping, lms_ends_access, now).await }.boxed()
             })
             .await?;
 

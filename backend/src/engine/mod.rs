@@ -20,7 +20,8 @@ use crate::lms::{Lms, LmsError};
 use crate::store::docs::EnrollmentDoc;
 use crate::store::{FirestoreStore, StateStore, StoreError};
 use futures::FutureExt;
-use lms_bridge_shared::{Event, Pepper};
+use lms_bridge_shared::rules::Decision;
+use lms_bridge_shared::{Access, CourseId, Enrollment, Event, LmsAction, Pepper};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,11 +104,18 @@ pub struct Engine<S: StateStore = FirestoreStore> {
     /// product of a purchase), for the source it serves; none: events are resolved from the
     /// state alone.
     pub lookup: Option<Arc<dyn SourceLookup>>,
+    /// The LMS ends access by itself at the end date an enrolment carries (Moodle's
+    /// `timeend`): an end that moves is pushed to it, and the sweep need not call it.
+    pub lms_ends_access: bool,
+    /// Unenrol when access ends by time even though the LMS ends it by itself, to be sure
+    /// (`MOODLE_UNENROL_AT_END`).
+    pub unenrol_at_end: bool,
 }
 
 impl<S: StateStore> Engine<S> {
     /// An engine with the production lease, attempts cap and sweep budget.
     pub fn new(store: S, lms: Arc<dyn Lms>, clock: Arc<dyn Clock>) -> Self {
+        let lms_ends_access = lms.enforces_end_dates();
         Self {
             store,
             lms,
@@ -118,6 +126,8 @@ impl<S: StateStore> Engine<S> {
             max_attempts: MAX_ATTEMPTS,
             sweep_budget: SWEEP_BUDGET,
             lookup: None,
+            lms_ends_access,
+            unenrol_at_end: false,
         }
     }
 
@@ -166,4 +176,17 @@ pub struct SweepReport {
     /// False when the time budget ran out first, or a page could not be got past: the next
     /// sweep goes on.
     pub complete: bool,
+}
+
+/// For an LMS that ends access at the end date it was given ([`Engine::lms_ends_access`]): an
+/// end that moves while access stays on (a renewal, a cancellation, a second grant) is pushed
+/// with another enrol, which such an LMS takes as an update of the date.
+pub(crate) fn push_moved_end(mut decision: Decision, before: &Enrollment, course: &CourseId) -> Decision {
+    let after = &decision.enrollment;
+    let moved =
+        before.access == Access::Active && after.access == Access::Active && before.access_until != after.access_until;
+    if moved && !decision.actions.iter().any(|a| matches!(a, LmsAction::Enroll { .. })) {
+        decision.actions.push(LmsAction::Enroll { course: course.clone() });
+    }
+    decision
 }

@@ -322,7 +322,9 @@ impl<S: StateStore> Engine<S> {
             }
             LmsAction::Enroll { course } => {
                 let id = self.user_id(key, users).await?;
-                let found = match self.lms.enroll(&id, course).await? {
+                // An LMS that ends access by itself gets the end with every enrol (an enrol without it
+                // would reset it to "never").
+                let found = match self.lms.enroll_until(&id, course, doc.access_until).await? {
                     Enrolled::Now => Some(false),
                     // Found there on the first try: someone enrolled the student before the
                     // bridge did. On a retry it may be this action's own earlier call that

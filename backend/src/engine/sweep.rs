@@ -2,10 +2,10 @@
 //! actions a crashed or failed delivery left pending.
 
 use super::outbox::UserCache;
-use super::{ApplyError, Engine, SweepReport, STALE_PENDING, SWEEP_PAGE};
+use super::{push_moved_end, ApplyError, Engine, SweepReport, STALE_PENDING, SWEEP_PAGE};
 use crate::store::docs::{EnrollmentDoc, JobCounts, JobDoc, JobKind, JobStatus};
 use crate::store::{enrollment_doc_id, StateStore, StoreError};
-use lms_bridge_shared::Timestamp;
+use lms_bridge_shared::{LmsAction, Timestamp};
 use std::collections::HashSet;
 use std::fmt::Display;
 
@@ -112,11 +112,20 @@ impl<S: StateStore> Engine<S> {
     /// Ends one enrollment's access if its time is up, and queues its unenroll.
     async fn end_if_due(&self, doc: &EnrollmentDoc, now: Timestamp) -> Result<bool, StoreError> {
         let doc_id = doc_key(doc);
+        // An LMS that ends access at the end date it was given has ended it already: the end
+        // is recorded without calling it, unless asked to unenrol all the same.
+        let (lms_ends_access, skip_unenroll) = (self.lms_ends_access, self.lms_ends_access && !self.unenrol_at_end);
         let ended = self
             .modify_enrollment(&doc_id, move |doc| {
-                let decision = doc.state.refresh(&doc.course_id, now);
+                let mut decision = doc.state.refresh(&doc.course_id, now);
                 if !decision.changed {
                     return (false, false);
+                }
+                if lms_ends_access {
+                    decision = push_moved_end(decision, &doc.state, &doc.course_id);
+                }
+                if skip_unenroll {
+                    decision.actions.retain(|a| !matches!(a, LmsAction::Unenroll { .. }));
                 }
                 doc.apply(decision, &format!("sweep:{}", now.unix_millis()), now);
                 (true, true)
