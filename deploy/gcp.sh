@@ -21,7 +21,7 @@ usage: deploy/gcp.sh [--dry-run] [--max-instances N] [--edge-key]
                      TalentLMS at TALENTLMS_CALLS_PER_SECOND / N calls per second
   --edge-key         also give the edge a new service-account key: stored as the Worker's
                      GCP_SERVICE_ACCOUNT_KEY secret (wrangler), then the older keys deleted
-environment: PROJECT (required), TALENTLMS_URL (required), ADMIN_OPERATORS (required: the
+environment: PROJECT (required), TALENTLMS_URL (required with LMS=talentlms), ADMIN_OPERATORS (required: the
 emails, comma-separated, that may act in the admin console; at least one), ADMIN_VIEWERS
 (emails that may only look), TALENTLMS_API_KEY (first run, or to change it), REGION
 (us-central1), TALENTLMS_CALLS_PER_SECOND (30: lms-bridge's share of the portal's 40 calls/s,
@@ -31,7 +31,9 @@ DEAD_LETTER_SUBSCRIPTION (default names in deploy/pubsub.env), IMAGE_TAG; HOTMAR
 HOTMART_CLIENT_SECRET (both, first run or to change them: they turn on the hourly reconcile),
 RECONCILE_SCHEDULE (0 * * * *); STRIPE_API_KEY (first run or to change it: a restricted
 read-only key for Stripe look-ups, docs/stripe.md), STRIPE_KEY_SECRET (stripe-api-key); ADMIN_SERVICE (SERVICE-admin), ADMIN_CSRF_SECRET
-(admin-csrf-key). ADMIN_OPERATORS and ADMIN_VIEWERS are the whole IAP access list of the
+(admin-csrf-key); LMS (talentlms, or moodle with MOODLE_URL (required), MOODLE_TOKEN (first run,
+or to change it), MOODLE_CALLS_PER_SECOND (20, all instances together), MOODLE_SECRET
+(moodle-token); TALENTLMS_* are then not needed). ADMIN_OPERATORS and ADMIN_VIEWERS are the whole IAP access list of the
 console: an email taken out of them loses its access at the next run.
 USAGE
 }
@@ -54,7 +56,12 @@ while [ $# -gt 0 ]; do
 done
 
 : "${PROJECT:?set PROJECT to the GCP project id}"
-: "${TALENTLMS_URL:?set TALENTLMS_URL, e.g. https://acme.talentlms.com}"
+LMS=${LMS:-talentlms}
+case "$LMS" in
+  talentlms) : "${TALENTLMS_URL:?set TALENTLMS_URL, e.g. https://acme.talentlms.com}" ;;
+  moodle) : "${MOODLE_URL:?set MOODLE_URL to the exact wwwroot of the Moodle site, e.g. https://school.example/moodle}" ;;
+  *) die "LMS must be talentlms or moodle, not '$LMS'" ;;
+esac
 REGION=${REGION:-us-central1}
 SERVICE=${SERVICE:-lms-bridge}
 ADMIN_SERVICE=${ADMIN_SERVICE:-$SERVICE-admin}
@@ -71,6 +78,7 @@ SUBSCRIPTION=${SUBSCRIPTION:-$PUBSUB_SUBSCRIPTION}
 DEAD_LETTER_TOPIC=${DEAD_LETTER_TOPIC:-$PUBSUB_DEAD_LETTER_TOPIC}
 DEAD_LETTER_SUBSCRIPTION=${DEAD_LETTER_SUBSCRIPTION:-$PUBSUB_DEAD_LETTER_SUBSCRIPTION}
 SECRET=${SECRET:-talentlms-api-key}
+MOODLE_SECRET=${MOODLE_SECRET:-moodle-token}
 TOKEN_SECRET=${TOKEN_SECRET:-push-verification-token}
 PEPPER_SECRET=${PEPPER_SECRET:-student-key-pepper}
 HOTMART_ID_SECRET=${HOTMART_ID_SECRET:-hotmart-client-id}
@@ -87,6 +95,11 @@ IMAGE="$REGION-docker.pkg.dev/$PROJECT/$REPOSITORY/lms-bridge:${IMAGE_TAG:-lates
 # its own calls, so the per-instance pace is lms-bridge's share divided by the instance bound.
 PORTAL_CALLS_PER_SECOND=40
 TALENTLMS_CALLS_PER_SECOND=${TALENTLMS_CALLS_PER_SECOND:-30}
+# Moodle has no rate limit of its own: its share is what the site can take (20 calls/s in all
+# by default, split between the instances the same way).
+MOODLE_CALLS_PER_SECOND=${MOODLE_CALLS_PER_SECOND:-20}
+case "$MOODLE_CALLS_PER_SECOND" in '' | *[!0-9]*) die "MOODLE_CALLS_PER_SECOND must be a positive integer" ;; esac
+[ "$LMS" = moodle ] && TALENTLMS_CALLS_PER_SECOND=$MOODLE_CALLS_PER_SECOND PORTAL_CALLS_PER_SECOND=100
 case "$MAX_INSTANCES" in '' | *[!0-9]*) die "--max-instances must be a positive integer, not '$MAX_INSTANCES'" ;; esac
 case "$TALENTLMS_CALLS_PER_SECOND" in '' | *[!0-9]*) die "TALENTLMS_CALLS_PER_SECOND must be a positive integer" ;; esac
 [ "$MAX_INSTANCES" -ge 1 ] || die "--max-instances must be at least 1"
@@ -215,7 +228,7 @@ g firestore indexes composite create --collection-group=enrollments --query-scop
 g firestore fields ttls update expire_at --collection-group=events --enable-ttl
 g projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$RUN_SA" --role=roles/datastore.user --condition=None
 
-echo "== secrets: the TalentLMS API key, the push verification token"
+echo "== secrets: the LMS credentials, the push verification token"
 # has_version SECRET: true when the secret has an enabled version (false in a dry run).
 has_version() {
   local versions
@@ -224,22 +237,24 @@ has_version() {
     die "cannot list the versions of secret $1"
   [ -n "$versions" ]
 }
-gq secrets describe "$SECRET" || g secrets create "$SECRET" --replication-policy=automatic
-if [ -n "${TALENTLMS_API_KEY:-}" ]; then
-  # A new version only when the key changed: re-runs add nothing.
-  current=
-  if ! $DRY_RUN && has_version "$SECRET"; then
-    current=$(gout secrets versions access latest --secret="$SECRET")
-  fi
-  if $DRY_RUN || [ "$current" != "$TALENTLMS_API_KEY" ]; then
-    if $DRY_RUN; then
-      g_stdin 'the TalentLMS API key, from TALENTLMS_API_KEY' secrets versions add "$SECRET" --data-file=-
-    else
-      printf %s "$TALENTLMS_API_KEY" | g_stdin '' secrets versions add "$SECRET" --data-file=-
+if [ "$LMS" = talentlms ]; then
+  gq secrets describe "$SECRET" || g secrets create "$SECRET" --replication-policy=automatic
+  if [ -n "${TALENTLMS_API_KEY:-}" ]; then
+    # A new version only when the key changed: re-runs add nothing.
+    current=
+    if ! $DRY_RUN && has_version "$SECRET"; then
+      current=$(gout secrets versions access latest --secret="$SECRET")
     fi
+    if $DRY_RUN || [ "$current" != "$TALENTLMS_API_KEY" ]; then
+      if $DRY_RUN; then
+        g_stdin 'the TalentLMS API key, from TALENTLMS_API_KEY' secrets versions add "$SECRET" --data-file=-
+      else
+        printf %s "$TALENTLMS_API_KEY" | g_stdin '' secrets versions add "$SECRET" --data-file=-
+      fi
+    fi
+  elif ! $DRY_RUN && ! has_version "$SECRET"; then
+    die "secret $SECRET has no version yet: set TALENTLMS_API_KEY"
   fi
-elif ! $DRY_RUN && ! has_version "$SECRET"; then
-  die "secret $SECRET has no version yet: set TALENTLMS_API_KEY"
 fi
 # PUSH_VERIFICATION_TOKEN: a second factor beside the OIDC token, carried as ?token= on the
 # push endpoint and the sweep URL. Generated once; rotate by adding a version and re-running.
@@ -278,9 +293,19 @@ put_secret() {
   fi
   [ "$current" = "$2" ] || printf %s "$2" | g_stdin '' secrets versions add "$1" --data-file=-
 }
+# The Moodle web service token: given once (MOODLE_TOKEN), later runs find it.
+if [ "$LMS" = moodle ]; then
+  if [ -n "${MOODLE_TOKEN:-}" ]; then
+    echo "== secrets: the Moodle web service token"
+    put_secret "$MOODLE_SECRET" "$MOODLE_TOKEN" 'the Moodle token, from MOODLE_TOKEN'
+  elif ! $DRY_RUN && ! { gq secrets describe "$MOODLE_SECRET" && has_version "$MOODLE_SECRET"; }; then
+    die "secret $MOODLE_SECRET has no version yet: set MOODLE_TOKEN"
+  fi
+fi
 # Hotmart API credentials turn on the hourly reconcile (webhooks lost before the edge are
 # found again through Hotmart's REST API). Given once; later runs find them in Secret Manager.
-RUNTIME_SECRETS=("$SECRET" "$TOKEN_SECRET" "$PEPPER_SECRET")
+RUNTIME_SECRETS=("$TOKEN_SECRET" "$PEPPER_SECRET")
+if [ "$LMS" = moodle ]; then RUNTIME_SECRETS+=("$MOODLE_SECRET"); else RUNTIME_SECRETS+=("$SECRET"); fi
 RECONCILE=false
 if [ -n "${HOTMART_CLIENT_ID:-}" ] || [ -n "${HOTMART_CLIENT_SECRET:-}" ]; then
   { [ -n "${HOTMART_CLIENT_ID:-}" ] && [ -n "${HOTMART_CLIENT_SECRET:-}" ]; } ||
@@ -317,9 +342,15 @@ g builds submit --config=deploy/cloudbuild.yaml --substitutions="_IMAGE=$IMAGE" 
 # Every setting, every time: --set-env-vars replaces the whole set. The request timeout is the
 # ack deadline: Pub/Sub redelivers what is answered later anyway.
 ENV_VARS="GCP_PROJECT=$PROJECT,PUSH_AUTH=cloud-run,PUSH_AUDIENCE=$URL,PUSH_SERVICE_ACCOUNT=$PUSH_SA"
-ENV_VARS+=",PUBSUB_SUBSCRIPTION=$SUBSCRIPTION,LMS=talentlms,TALENTLMS_URL=$TALENTLMS_URL"
-ENV_VARS+=",TALENTLMS_MAX_CALLS_PER_SECOND=$PACE,DEACTIVATE_IDLE_USERS=$DEACTIVATE_IDLE_USERS,PUBSUB_TOPIC=$TOPIC"
-SECRET_VARS="TALENTLMS_API_KEY=$SECRET:latest,PUSH_VERIFICATION_TOKEN=$TOKEN_SECRET:latest,STUDENT_KEY_PEPPER=$PEPPER_SECRET:latest"
+ENV_VARS+=",PUBSUB_SUBSCRIPTION=$SUBSCRIPTION,LMS=$LMS,DEACTIVATE_IDLE_USERS=$DEACTIVATE_IDLE_USERS,PUBSUB_TOPIC=$TOPIC"
+SECRET_VARS="PUSH_VERIFICATION_TOKEN=$TOKEN_SECRET:latest,STUDENT_KEY_PEPPER=$PEPPER_SECRET:latest"
+if [ "$LMS" = moodle ]; then
+  ENV_VARS+=",MOODLE_URL=$MOODLE_URL,MOODLE_MAX_CALLS_PER_SECOND=$PACE"
+  SECRET_VARS+=",MOODLE_TOKEN=$MOODLE_SECRET:latest"
+else
+  ENV_VARS+=",TALENTLMS_URL=$TALENTLMS_URL,TALENTLMS_MAX_CALLS_PER_SECOND=$PACE"
+  SECRET_VARS+=",TALENTLMS_API_KEY=$SECRET:latest"
+fi
 if $RECONCILE; then
   SECRET_VARS+=",HOTMART_CLIENT_ID=$HOTMART_ID_SECRET:latest,HOTMART_CLIENT_SECRET=$HOTMART_SECRET_SECRET:latest"
 fi
@@ -520,7 +551,7 @@ fi
 
 cat <<NEXT
 
-Backend: $URL (at most $MAX_INSTANCES instances, $PACE TalentLMS calls/s each)
+Backend: $URL (at most $MAX_INSTANCES instances, $PACE $LMS calls/s each)
 Admin console: $ADMIN_URL (IAP access for ${#IAP_MEMBERS[@]}: operators $ADMIN_OPERATORS_LIST${ADMIN_VIEWERS_LIST:+; viewers $ADMIN_VIEWERS_LIST})
 Now the edge (run from the repository, after \`source scripts/tools.sh\`):
   npx wrangler queues create lms-bridge-events

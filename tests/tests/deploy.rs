@@ -61,7 +61,13 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// What the caller's environment could set for the script; each test sets what it means to.
-const SCRIPT_SETTINGS: [&str; 16] = [
+const SCRIPT_SETTINGS: [&str; 22] = [
+    "LMS",
+    "MOODLE_URL",
+    "MOODLE_TOKEN",
+    "MOODLE_CALLS_PER_SECOND",
+    "MOODLE_SECRET",
+    "STRIPE_API_KEY",
     "ADMIN_OPERATORS",
     "ADMIN_VIEWERS",
     "ADMIN_SERVICE",
@@ -1242,6 +1248,47 @@ fn a_stripe_key_becomes_a_backend_secret_and_never_shows() {
     assert!(output.status.success(), "{}", text(&output));
     assert!(!text(&output).contains(KEY));
     assert!(fake.calls().iter().all(|c| !c.iter().any(|w| w.contains(KEY))), "the key in an argument");
+}
+
+#[test]
+fn lms_moodle_deploys_the_moodle_settings_and_keeps_its_token_secret() {
+    const TOKEN: &str = "moodle-token-DO-NOT-SHOW";
+    let moodle = [("LMS", "moodle"), ("MOODLE_URL", "https://school.example/moodle"), ("MOODLE_TOKEN", TOKEN)];
+    let plan_text = plan(&[], &moodle);
+    assert!(!plan_text.contains(TOKEN), "the token leaked:\n{plan_text}");
+    let commands = planned(&plan_text);
+    command(&commands, &["secrets", "create", "moodle-token"]);
+    let binding = command(&commands, &["secrets", "add-iam-policy-binding", "moodle-token"]);
+    assert!(flag(binding, "--member").contains("lms-bridge-run@"), "{binding:?}");
+    let deploy = command(&commands, &["run", "deploy", "lms-bridge"]);
+    let env = pairs(flag(deploy, "--set-env-vars"));
+    assert_eq!(env["LMS"], "moodle");
+    assert_eq!(env["MOODLE_URL"], "https://school.example/moodle");
+    // 20 calls/s in all, shared by the default 2 instances.
+    assert_eq!(env["MOODLE_MAX_CALLS_PER_SECOND"], "10");
+    assert!(!env.contains_key("TALENTLMS_URL"), "{env:?}");
+    let secrets = pairs(flag(deploy, "--set-secrets"));
+    assert_eq!(secrets["MOODLE_TOKEN"], "moodle-token:latest");
+    assert!(!secrets.contains_key("TALENTLMS_API_KEY"), "{secrets:?}");
+    assert!(
+        !commands.iter().any(|c| c.iter().any(|w| w == "talentlms-api-key")),
+        "a Moodle deploy touches the TalentLMS secret"
+    );
+
+    // Without the site, or with another LMS, it stops and says what to set.
+    let output = dry_run(&[], &[("LMS", "moodle")]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("MOODLE_URL"));
+    let output = dry_run(&[], &[("LMS", "canvas")]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("LMS must be talentlms or moodle"));
+
+    // A real run hands the token to Secret Manager on stdin only.
+    let fake = FakeDeploy::new();
+    let output = fake.run(&[], &moodle);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(!text(&output).contains(TOKEN));
+    assert!(fake.calls().iter().all(|c| !c.iter().any(|w| w.contains(TOKEN))), "the token in an argument");
 }
 
 /// The service URL a dry run computes (the project number is a placeholder there).
