@@ -123,7 +123,7 @@ fn a_half_configured_server_refuses_to_start_with_one_line() {
         (
             "unknown LMS",
             vec![("LMS", "blackboard".into()), ("PUSH_AUTH", "none".into())],
-            "invalid value 'blackboard' for '--lms <LMS>' [possible values: talentlms]",
+            "invalid value 'blackboard' for '--lms <LMS>' [possible values: talentlms, moodle]",
         ),
         (
             "unauthenticated on Cloud Run",
