@@ -210,10 +210,13 @@ pub fn a_course_granted_twice_stays_until_both_are_refunded(w: &World) {
     assert_eq!(w.lms.unenrol_calls(email), 2);
 }
 
+/// A scenario of the suite.
+pub type Scenario = fn(&World);
+
 /// Every scenario, in turn, against one LMS (each with its own student).
 pub fn run_all(lms: &dyn LmsUnderTest) {
     let world = World::start(lms);
-    let scenarios: [(&str, fn(&World)); 5] = [
+    let scenarios: [(&str, Scenario); 5] = [
         ("purchase_enrolls_once", purchase_enrolls_once),
         ("a_duplicate_webhook_has_one_effect", a_duplicate_webhook_has_one_effect),
         ("a_refund_unenrolls", a_refund_unenrolls),
