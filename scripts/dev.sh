@@ -2,13 +2,21 @@
 # `make dev`: the whole system on this machine — Pub/Sub and Firestore emulators, topic and
 # push subscription, the LMS sandbox, the backend, a sample mapping, the edge in workerd, and
 # the admin console (ADMIN_AUTH=none: local only).
+# `make dev LMS=moodle`: the Moodle sandbox instead of the TalentLMS one (LMS=moodle,
+# MOODLE_URL, MOODLE_TOKEN for the backend; a sample mapping with Moodle course ids).
 # Each runs in its own process group; Ctrl-C stops them all. Logs: .dev/logs/.
 set -euo pipefail
 # shellcheck source=scripts/tools.sh
 source "$(dirname "$0")/tools.sh"
 cd "$ROOT"
 scripts/setup.sh
-cargo build -q -p lms-bridge-backend -p lms-bridge-tools --bin lms-bridge --bin lms-sandbox
+LMS=${LMS:-talentlms}
+case "$LMS" in
+  talentlms) sandbox_bin=lms-sandbox ;;
+  moodle) sandbox_bin=moodle-sandbox ;;
+  *) echo "dev: LMS=$LMS? (talentlms or moodle)" >&2; exit 1 ;;
+esac
+cargo build -q -p lms-bridge-backend -p lms-bridge-tools --bin lms-bridge --bin "$sandbox_bin"
 
 PUBSUB_PORT=${PUBSUB_PORT:-8085}
 FIRESTORE_PORT=${FIRESTORE_PORT:-8086}
@@ -20,11 +28,45 @@ HOTTOK=${HOTTOK:-dev-hottok}
 export GCP_PROJECT=lms-bridge-local
 export PUBSUB_EMULATOR_HOST=127.0.0.1:$PUBSUB_PORT
 export FIRESTORE_EMULATOR_HOST=127.0.0.1:$FIRESTORE_PORT
-export TALENTLMS_URL=http://127.0.0.1:$SANDBOX_PORT
-export TALENTLMS_API_KEY=sandbox-api-key-0123456789abcdef
+export LMS
+if [ "$LMS" = moodle ]; then
+  # The sandbox's wwwroot, exactly: Moodle redirects any other host (localhost included).
+  export MOODLE_URL=http://127.0.0.1:$SANDBOX_PORT
+  export MOODLE_TOKEN=${MOODLE_TOKEN:-sandbox-moodle-token-0123456789abcdef}
+  sandbox=(target/debug/moodle-sandbox --port "$SANDBOX_PORT" --token "$MOODLE_TOKEN" --wwwroot "$MOODLE_URL"
+    --courses "2,3,4,5")
+  # Moodle course ids are numbers; the fixtures' product gets course 2.
+  mappings=.dev/mappings.moodle.toml
+else
+  export TALENTLMS_URL=http://127.0.0.1:$SANDBOX_PORT
+  export TALENTLMS_API_KEY=sandbox-api-key-0123456789abcdef
+  sandbox=(target/debug/lms-sandbox --port "$SANDBOX_PORT" --api-key "$TALENTLMS_API_KEY")
+  mappings=deploy/mappings.example.toml
+fi
 export CLOUDSDK_CORE_DISABLE_PROMPTS=1
 
 mkdir -p .dev/logs
+if [ "$LMS" = moodle ]; then
+  cat >"$mappings" <<'TOML'
+[[product]]
+source = "hotmart"
+product_id = "4774438"
+courses = ["2"]
+policy = { type = "lifetime" }
+
+[[product]]
+source = "hotmart"
+product_id = "4774439"
+courses = ["3"]
+policy = { type = "subscription", grace_days = 3 }
+
+[[product]]
+source = "hotmart"
+product_id = "4774440"
+courses = ["4"]
+policy = { type = "fixed_days", days = 365 }
+TOML
+fi
 groups=()
 stop_all() {
   trap - EXIT INT TERM
@@ -52,7 +94,8 @@ done
 step "emulators"
 start pubsub gcloud beta emulators pubsub start --quiet --host-port="$PUBSUB_EMULATOR_HOST" --project="$GCP_PROJECT"
 start firestore gcloud emulators firestore start --quiet --host-port="$FIRESTORE_EMULATOR_HOST"
-start sandbox target/debug/lms-sandbox --port "$SANDBOX_PORT" --api-key "$TALENTLMS_API_KEY"
+start sandbox "${sandbox[@]}"
+wait_http "http://127.0.0.1:$SANDBOX_PORT/_sandbox/state" sandbox
 wait_http "http://$PUBSUB_EMULATOR_HOST/" pubsub
 wait_http "http://$FIRESTORE_EMULATOR_HOST/" firestore
 
@@ -60,7 +103,7 @@ step "backend (PUSH_AUTH=none: unauthenticated, local only)"
 PUSH_AUTH=none PORT=$BACKEND_PORT LISTEN_ADDR=127.0.0.1 start backend target/debug/lms-bridge serve
 wait_http "http://127.0.0.1:$BACKEND_PORT/healthz" backend
 target/debug/lms-bridge pubsub setup --push-endpoint "http://127.0.0.1:$BACKEND_PORT/pubsub/push" --min-backoff-seconds 1
-target/debug/lms-bridge mappings import deploy/mappings.example.toml
+target/debug/lms-bridge mappings import "$mappings"
 
 step "admin console (ADMIN_AUTH=none: everyone is an operator, local only)"
 ADMIN_AUTH=none PORT=$ADMIN_PORT LISTEN_ADDR=127.0.0.1 start admin target/debug/lms-bridge admin
@@ -74,7 +117,7 @@ wait_http "http://127.0.0.1:$EDGE_PORT/healthz" edge
 
 cat <<INFO
 
-lms-bridge is running. Edge: http://127.0.0.1:$EDGE_PORT/webhooks/hotmart  (hottok: $HOTTOK)
+lms-bridge is running (LMS=$LMS). Edge: http://127.0.0.1:$EDGE_PORT/webhooks/hotmart  (hottok: $HOTTOK)
 Admin console: http://127.0.0.1:$ADMIN_PORT/
 
 Post a sample purchase:
@@ -85,6 +128,17 @@ Then find the student in the admin console (ana.souza@example.com), or from the 
 (and the sandbox's view of the LMS):
   GCP_PROJECT=$GCP_PROJECT FIRESTORE_EMULATOR_HOST=$FIRESTORE_EMULATOR_HOST target/debug/lms-bridge student show ana.souza@example.com
   curl -s http://127.0.0.1:$SANDBOX_PORT/_sandbox/state
+INFO
+if [ "$LMS" = moodle ]; then
+  cat <<INFO
+The Moodle sandbox (wwwroot $MOODLE_URL, courses 2-5; mappings in $mappings): users,
+enrolments with their timeend and whether active now, and every call the bridge made:
+  curl -s http://127.0.0.1:$SANDBOX_PORT/_sandbox/state | jq '{enrolments, counts}'
+Move its clock past an end date (Moodle ends the access itself):
+  curl -s -X POST http://127.0.0.1:$SANDBOX_PORT/_sandbox/clock -d '{"advance_secs":86400}'
+INFO
+fi
+cat <<INFO
 
 Logs in .dev/logs/. Ctrl-C stops everything.
 INFO

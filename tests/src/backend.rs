@@ -142,6 +142,11 @@ impl Sandbox {
         Self { _service: service, url }
     }
 
+    /// The environment a backend needs to use it (`TALENTLMS_URL`, `TALENTLMS_API_KEY`).
+    pub fn backend_env(&self) -> Vec<(String, String)> {
+        vec![("TALENTLMS_URL".to_owned(), self.url.clone()), ("TALENTLMS_API_KEY".to_owned(), LMS_KEY.to_owned())]
+    }
+
     /// Users, enrollments, call log and per-action call counts.
     pub fn state(&self) -> Value {
         reqwest::blocking::get(format!("{}/_sandbox/state", self.url)).unwrap().json().unwrap()
@@ -269,23 +274,21 @@ pub struct Backend {
     /// Its GCP project (one per test: isolation in the shared emulator).
     pub project: String,
     firestore_host: String,
-    sandbox_url: String,
+    /// The LMS's environment (`TALENTLMS_*`, or `LMS=moodle` and `MOODLE_*`).
+    lms_env: Vec<(String, String)>,
     /// The `?token=` its pushes and sweeps carry (None: the backend has none).
     pub verification_token: Option<String>,
 }
 
 impl Backend {
-    /// The environment of every backend process in tests.
-    fn env(project: &str, firestore: &str, sandbox: &str) -> Vec<(String, String)> {
-        [
-            ("GCP_PROJECT", project),
-            ("FIRESTORE_EMULATOR_HOST", firestore),
-            ("TALENTLMS_URL", sandbox),
-            ("TALENTLMS_API_KEY", LMS_KEY),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    /// The environment of every backend process in tests: its project and Firestore, then
+    /// its LMS's.
+    fn env(project: &str, firestore: &str, lms_env: &[(String, String)]) -> Vec<(String, String)> {
+        [("GCP_PROJECT", project), ("FIRESTORE_EMULATOR_HOST", firestore)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .chain(lms_env.iter().cloned())
+            .collect()
     }
 
     /// Starts `lms-bridge serve` with OIDC verification against `issuer`.
@@ -311,9 +314,34 @@ impl Backend {
         issuer: &Issuer,
         extra: &[(&str, &str)],
     ) -> Self {
+        Self::start_with_lms_on(port, project, firestore, &sandbox.backend_env(), issuer, extra)
+    }
+
+    /// [`Backend::start`] against another LMS: `lms_env` is its environment (e.g.
+    /// [`MoodleSandbox::backend_env`](crate::moodle_sandbox::MoodleSandbox::backend_env)), which
+    /// the CLI runs of [`Backend::cli`] get too.
+    pub fn start_with_lms(
+        project: &str,
+        firestore: &Firestore,
+        lms_env: &[(String, String)],
+        issuer: &Issuer,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        Self::start_with_lms_on(free_port(), project, firestore, lms_env, issuer, extra)
+    }
+
+    /// The same on a given port.
+    pub fn start_with_lms_on(
+        port: u16,
+        project: &str,
+        firestore: &Firestore,
+        lms_env: &[(String, String)],
+        issuer: &Issuer,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let url = format!("http://127.0.0.1:{port}");
         let mut command = Command::new(backend_bin());
-        command.arg("serve").envs(Self::env(project, &firestore.host, &sandbox.url));
+        command.arg("serve").envs(Self::env(project, &firestore.host, lms_env));
         command
             .env("PORT", port.to_string())
             .env("LISTEN_ADDR", "127.0.0.1")
@@ -341,7 +369,7 @@ impl Backend {
             url,
             project: project.to_owned(),
             firestore_host: firestore.host.clone(),
-            sandbox_url: sandbox.url.clone(),
+            lms_env: lms_env.to_vec(),
             verification_token,
         }
     }
@@ -403,7 +431,7 @@ impl Backend {
     pub fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(backend_bin())
             .args(args)
-            .envs(Self::env(&self.project, &self.firestore_host, &self.sandbox_url))
+            .envs(Self::env(&self.project, &self.firestore_host, &self.lms_env))
             .envs(env.iter().copied())
             .output()
             .unwrap()

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
 
+pub mod access_rules;
 pub mod admin_console;
 pub mod backend;
 pub mod browser;

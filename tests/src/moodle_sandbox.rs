@@ -43,6 +43,15 @@ impl MoodleSandbox {
         Self { _service: service, url, port }
     }
 
+    /// The environment a backend needs to use it: `LMS=moodle`, `MOODLE_URL` (its wwwroot),
+    /// `MOODLE_TOKEN`.
+    pub fn backend_env(&self) -> Vec<(String, String)> {
+        [("LMS", "moodle"), ("MOODLE_URL", self.url.as_str()), ("MOODLE_TOKEN", MOODLE_TOKEN)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
     /// The REST endpoint's URL.
     pub fn endpoint(&self) -> String {
         format!("{}{ENDPOINT}", self.url)
@@ -131,6 +140,38 @@ impl MoodleSandbox {
     /// The stored `timeend` of the user's enrolment in a course (0: never ends), if enrolled.
     pub fn timeend_of(&self, email: &str, course: u64) -> Option<i64> {
         self.enrolments_of(email).iter().find(|e| e["courseid"] == course).map(|e| e["timeend"].as_i64().unwrap())
+    }
+
+    /// The logged calls of `function` that named this e-mail (any outcome), oldest first.
+    pub fn calls_of(&self, function: &str, email: &str) -> Vec<Value> {
+        let state = self.state();
+        let calls = state["calls"].as_array().cloned().unwrap_or_default();
+        calls
+            .into_iter()
+            .filter(|c| c["function"] == function)
+            .filter(|c| {
+                let emails = c["emails"].as_array().cloned().unwrap_or_default();
+                emails.iter().any(|e| e.as_str().is_some_and(|e| e.eq_ignore_ascii_case(email)))
+            })
+            .collect()
+    }
+
+    /// The successful calls of `function` that named this e-mail.
+    pub fn ok_calls_of(&self, function: &str, email: &str) -> Vec<Value> {
+        let mut calls = self.calls_of(function, email);
+        calls.retain(|c| c["http"] == 200 && c["error"].is_null());
+        calls
+    }
+
+    /// The `timeend` each successful `enrol_manual_enrol_users` for this user and course
+    /// carried, oldest first: exactly what the bridge sent.
+    pub fn enrol_timeends(&self, email: &str, course: u64) -> Vec<i64> {
+        self.ok_calls_of("enrol_manual_enrol_users", email)
+            .iter()
+            .map(|c| &c["params"]["enrolments"]["0"])
+            .filter(|e| e["courseid"].as_str() == Some(course.to_string().as_str()))
+            .map(|e| e["timeend"].as_str().and_then(|t| t.parse().ok()).unwrap())
+            .collect()
     }
 
     /// The id of the user with this e-mail.
