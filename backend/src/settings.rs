@@ -189,8 +189,16 @@ pub fn stripe_api(args: &ServiceArgs) -> Result<Option<StripeApiConfig>, Setting
         });
     }
     let url = args.stripe_api_url.trim();
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(SettingsError::Invalid { name: "STRIPE_API_URL", reason: "must be an http(s) URL".into() });
+    // The key travels with every call: plain http only to this machine (the tests' fake).
+    let usable = reqwest::Url::parse(url).is_ok_and(|u| {
+        u.host_str().is_some_and(|h| !h.is_empty())
+            && (u.scheme() == "https" || (u.scheme() == "http" && crate::lms::loopback_host(&u)))
+    });
+    if !usable {
+        return Err(SettingsError::Invalid {
+            name: "STRIPE_API_URL",
+            reason: "must be an https URL (http only for a loopback host)".into(),
+        });
     }
     Ok(Some(StripeApiConfig { url: url.trim_end_matches('/').to_owned(), key, timeout: crate::stripe_api::TIMEOUT }))
 }
@@ -372,6 +380,35 @@ mod tests {
         serve.service.lms.moodle_token = token.map(Secret::new);
         serve.cloud_run_service = None;
         ServeSettings::from_args(serve)
+    }
+
+    #[test]
+    fn the_stripe_key_goes_only_over_https_or_to_this_machine() {
+        let mut argv = vec!["lms-bridge", "serve", "--gcp-project", "p", "--talentlms-url", "https://x.talentlms.com"];
+        argv.extend(["--push-auth", "none"]);
+        let mut cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Serve(serve) = &mut cli.command else { panic!("serve") };
+        let service = &mut serve.service;
+        assert!(stripe_api(service).unwrap().is_none(), "no key, no look-ups");
+        service.stripe_api_key = Some(Secret::new("rk_test_1"));
+        for (url, ok) in [
+            ("https://api.stripe.com", true),
+            ("http://127.0.0.1:9999", true),
+            ("http://localhost:9999/", true),
+            ("http://api.stripe.com", false),
+            ("ftp://127.0.0.1", false),
+            ("api.stripe.com", false),
+        ] {
+            service.stripe_api_url = url.to_owned();
+            let result = stripe_api(service);
+            assert_eq!(result.is_ok(), ok, "{url}: {result:?}");
+            if let Err(e) = result {
+                assert!(e.to_string().starts_with("STRIPE_API_URL must be") && !e.to_string().contains("rk_"), "{e}");
+            }
+        }
+        service.stripe_api_key = Some(Secret::new("pk_live_1"));
+        service.stripe_api_url = "https://api.stripe.com".to_owned();
+        assert!(stripe_api(service).unwrap_err().to_string().contains("publishable key"));
     }
 
     #[test]

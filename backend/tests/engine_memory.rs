@@ -500,3 +500,90 @@ async fn a_revocation_by_hand_holds_against_old_facts_and_yields_to_new_ones() {
     forged.id = lms_bridge_shared::EventId::parse("hotmart:forged-block").unwrap();
     assert!(matches!(engine.apply(&forged).await.unwrap(), Outcome::Failed(_)));
 }
+
+/// An LMS that ends access by itself at the date given with the enrol (as Moodle does); its
+/// enrols fail while `down` is set.
+#[derive(Default)]
+struct EndDatesLms {
+    down: Mutex<bool>,
+    calls: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Lms for EndDatesLms {
+    fn name(&self) -> &'static str {
+        "end-dates"
+    }
+    fn enforces_end_dates(&self) -> bool {
+        true
+    }
+    async fn ensure_user(&self, student: &LmsStudent) -> Result<EnsuredUser, LmsError> {
+        Ok(EnsuredUser { id: LmsUserId(format!("user-{}", student.key)), created: true, learner: true })
+    }
+    async fn enroll(&self, user: &LmsUserId, course: &CourseId) -> Result<Enrolled, LmsError> {
+        self.enroll_until(user, course, None).await
+    }
+    async fn enroll_until(
+        &self,
+        _user: &LmsUserId,
+        course: &CourseId,
+        until: Option<Timestamp>,
+    ) -> Result<Enrolled, LmsError> {
+        if *self.down.lock().unwrap() {
+            return Err(LmsError::Transient { message: "down".into(), retry_after: None });
+        }
+        self.calls.lock().unwrap().push(format!("enroll {course} until {until:?}"));
+        Ok(Enrolled::Now)
+    }
+    async fn unenroll(&self, _user: &LmsUserId, course: &CourseId) -> Result<(), LmsError> {
+        self.calls.lock().unwrap().push(format!("unenroll {course}"));
+        Ok(())
+    }
+    async fn set_active(&self, user: &LmsUserId, active: bool) -> Result<(), LmsError> {
+        self.calls.lock().unwrap().push(format!("set_active {} {active}", user.0));
+        Ok(())
+    }
+}
+
+/// With an LMS that ends access itself: an enrol that could not run before the end is not run
+/// after it (it would read "no end" and give the course for good), the end calls nothing, and
+/// a learner left with no course is still deactivated.
+#[tokio::test]
+async fn an_lms_that_ends_access_itself_never_gets_a_late_enrol_and_idle_learners_still_stop() {
+    let t0 = Timestamp::from_unix_millis(1_767_225_600_000).unwrap();
+    let store = MemoryStore::new();
+    for mapping in parse_mappings(FIXED_TERM).unwrap() {
+        store.put_mapping(&mapping, t0).await.unwrap();
+    }
+    let lms = Arc::new(EndDatesLms::default());
+    let clock = Arc::new(ManualClock::new(t0));
+    let engine = Engine { deactivate_idle_users: true, ..Engine::new(store, lms.clone(), clock.clone()) };
+
+    // Enrolled at once while the LMS is up: the end goes with the enrol.
+    engine.apply(&fixed_term_purchase("on-time@example.com", t0)).await.unwrap();
+    let end = Timestamp::from_unix_millis(t0.unix_millis() + 86_400_000).unwrap();
+    assert_eq!(*lms.calls.lock().unwrap(), [format!("enroll 103 until {:?}", Some(end))]);
+    lms.calls.lock().unwrap().clear();
+
+    // The LMS is down when the second student buys: the enrol waits.
+    *lms.down.lock().unwrap() = true;
+    assert!(engine.apply(&fixed_term_purchase("late@example.com", t0)).await.is_err());
+    *lms.down.lock().unwrap() = false;
+
+    // Two days later both accesses have ended: the sweep records it, unenrols no one, runs no
+    // late enrol, and deactivates both idle learners.
+    clock.advance(std::time::Duration::from_secs(2 * 86_400));
+    let report = engine.sweep().await.unwrap();
+    assert_eq!(report.ended, 2, "{report:?}");
+    let calls = lms.calls.lock().unwrap().clone();
+    assert!(!calls.iter().any(|c| c.starts_with("enroll") || c.starts_with("unenroll")), "{calls:?}");
+    let key = lms_bridge_shared::Email::parse("late@example.com").unwrap().student_key();
+    let on_time = lms_bridge_shared::Email::parse("on-time@example.com").unwrap().student_key();
+    let deactivated: std::collections::BTreeSet<&String> =
+        calls.iter().filter(|c| c.starts_with("set_active") && c.ends_with(" false")).collect();
+    let expected = [format!("set_active user-{key} false"), format!("set_active user-{on_time} false")];
+    assert_eq!(deactivated, expected.iter().collect(), "{calls:?}");
+    let doc = engine.store.enrollments_of(&key).await.unwrap().remove(0);
+    assert!(doc.pending.is_empty() && doc.failed.is_empty(), "{doc:?}");
+    assert_eq!(doc.access, lms_bridge_shared::Access::Inactive);
+}

@@ -179,7 +179,7 @@ fn expected() -> Vec<Expected> {
         // product and plan are the new line's.
         Expected {
             name: "invoice.payment_failed.2023-10-16",
-            change: Change::Fail,
+            change: Change::PaymentLate,
             charge: Some("in_1PDx0aRxqlZt79sDmI0bJ3Xy"),
             grant: Some("sub_1PBXo5RxqlZt79sD3kdxoDVi"),
             product: Some("prod_Q3zZp1QJkqB6Ym"),
@@ -190,7 +190,7 @@ fn expected() -> Vec<Expected> {
         },
         Expected {
             name: "invoice.payment_failed.2025-03-31.basil",
-            change: Change::Fail,
+            change: Change::PaymentLate,
             charge: Some("in_1RXk2bCMHTTliF5i0oQm9HgT"),
             grant: Some("sub_1RMgafCMHTTliF5imBKfvfyV"),
             product: Some("prod_S6iZ0QpYw1uN3h"),
@@ -350,6 +350,59 @@ fn the_basil_renderings_say_what_the_older_ones_say() {
     // Names where the object has one.
     let student = normalize(&fixture("checkout.session.completed.2025-03-31.basil")).student.unwrap();
     assert_eq!(student.name.as_deref(), Some("alice-lab"));
+}
+
+/// A failed attempt is retried by Stripe on the same invoice: the attempt must not make the
+/// invoice a failed charge for good, or its later `invoice.paid` would give nothing.
+#[test]
+fn a_failed_invoice_attempt_then_paid_gives_access_until_the_paid_date() {
+    use lms_bridge_shared::policy::{AccessPolicy, ChargebackPolicy, DisputePolicy, ProductMapping};
+    use lms_bridge_shared::{Grant, SourceName};
+    let failed = normalize(&fixture("invoice.payment_failed.2025-03-31.basil"));
+    assert_eq!(failed.change, Change::PaymentLate);
+    let mut paid_value = value("invoice.payment_failed.2025-03-31.basil");
+    paid_value["type"] = json!("invoice.paid");
+    paid_value["id"] = json!("evt_paid_after_retry");
+    paid_value["created"] = json!(1_748_100_000);
+    paid_value["data"]["object"]["status_transitions"]["paid_at"] = json!(1_748_100_000);
+    let paid = normalize_value(&paid_value);
+    assert_eq!(paid.charge.as_ref().unwrap().id, failed.charge.as_ref().unwrap().id, "the same invoice");
+    let mapping = ProductMapping {
+        source: SourceName::parse("stripe").unwrap(),
+        product_id: paid.product.as_ref().unwrap().id.clone(),
+        courses: vec![lms_bridge_shared::CourseId::parse("1").unwrap()],
+        policy: AccessPolicy::Subscription { grace_days: 0 },
+        dispute: DisputePolicy::Keep,
+        chargeback: ChargebackPolicy::RevokeGrant,
+        plans: std::collections::BTreeMap::new(),
+    };
+    let mut grant = Grant::new(&mapping);
+    grant.record(&failed, &mapping).unwrap();
+    grant.record(&paid, &mapping).unwrap();
+    let until = paid.charge.as_ref().unwrap().next_charge_at.unwrap();
+    let during = lms_bridge_shared::Timestamp::from_unix_millis(1_748_200_000_000).unwrap();
+    assert_eq!(grant.access_at(during), Some(Some(until)), "paid on the retry: active until the paid date");
+}
+
+/// A one-off Checkout payment with an invoice (`invoice_creation`): the session and the
+/// invoice's `invoice.paid` state one charge of one grant, so a refund leaves nothing standing.
+#[test]
+fn an_invoiced_checkout_payment_and_its_invoice_are_one_grant() {
+    let mut session = value("checkout.session.completed.2020-08-27");
+    session["data"]["object"]["invoice"] = json!("in_ONEOFF_1");
+    let event = normalize_value(&session);
+    assert_eq!(event.change, Change::Approve);
+    assert_eq!(event.grant_id.as_ref().unwrap().as_str(), "in_ONEOFF_1");
+    assert_eq!(event.charge.as_ref().unwrap().id.as_str(), "in_ONEOFF_1");
+    let mut invoice = value("invoice.paid.2023-10-16");
+    let object = &mut invoice["data"]["object"];
+    object["id"] = json!("in_ONEOFF_1");
+    object["subscription"] = Value::Null;
+    object["lines"]["data"][0]["subscription"] = Value::Null;
+    object["lines"]["data"][0]["type"] = json!("invoiceitem");
+    let paid = normalize_value(&invoice);
+    assert_eq!(paid.grant_id, event.grant_id);
+    assert_eq!(paid.charge.as_ref().unwrap().id, event.charge.as_ref().unwrap().id);
 }
 
 #[test]

@@ -81,7 +81,14 @@ pub async fn mappings(command: &MappingsCommand, args: &ServiceArgs) -> Result<S
             let waiting = store.events_with_status(EventStatus::Unmapped).await?;
             if !waiting.is_empty() {
                 match service::engine(args).await {
-                    Ok(engine) => out.push_str(&apply_kept(&engine, EventStatus::Unmapped).await?),
+                    Ok(engine) => {
+                        out.push_str(&apply_kept(&engine, EventStatus::Unmapped).await?);
+                        // A refund that came while its purchase waited for the mapping could
+                        // not find its grant and was kept as failed: it applies now.
+                        if !engine.store.events_with_status(EventStatus::Failed).await?.is_empty() {
+                            out.push_str(&apply_kept(&engine, EventStatus::Failed).await?);
+                        }
+                    }
                     Err(e) => out.push_str(&format!(
                         "{} event(s) wait for a mapping; they were not applied ({e:#}): run `lms-bridge replay --unmapped` with the LMS settings\n",
                         waiting.len()

@@ -320,6 +320,13 @@ impl<S: StateStore> Engine<S> {
                 users.insert(key.clone(), user);
                 Ok(None)
             }
+            LmsAction::Enroll { course } if self.lms_ends_access && doc.access != Access::Active => {
+                // Access ended after this enrol was queued (a retry of one that failed, run
+                // after the sweep): an LMS that takes the end with the enrol would read "no
+                // end" and give the course for good. Nothing to enrol.
+                tracing::info!(student = %doc.student_key, course = %course, "enrol skipped: access ended since it was queued");
+                Ok(None)
+            }
             LmsAction::Enroll { course } => {
                 let id = self.user_id(key, users).await?;
                 // An LMS that ends access by itself gets the end with every enrol (an enrol without it
@@ -353,7 +360,7 @@ impl<S: StateStore> Engine<S> {
     /// With `DEACTIVATE_IDLE_USERS`, a learner the bridge created, left with no active
     /// course, stops using a seat. Accounts the bridge did not create, and instructors or
     /// admins, are never touched.
-    async fn deactivate_if_idle(&self, doc: &EnrollmentDoc) -> Result<(), ApplyError> {
+    pub(super) async fn deactivate_if_idle(&self, doc: &EnrollmentDoc) -> Result<(), ApplyError> {
         if doc.access == Access::Active || !self.has_no_active_course(&doc.student_key).await? {
             return Ok(());
         }

@@ -119,7 +119,7 @@ impl<S: StateStore> Engine<S> {
             .modify_enrollment(&doc_id, move |doc| {
                 let mut decision = doc.state.refresh(&doc.course_id, now);
                 if !decision.changed {
-                    return (false, false);
+                    return (false, None);
                 }
                 if lms_ends_access {
                     decision = push_moved_end(decision, &doc.state, &doc.course_id);
@@ -128,14 +128,21 @@ impl<S: StateStore> Engine<S> {
                     decision.actions.retain(|a| !matches!(a, LmsAction::Unenroll { .. }));
                 }
                 doc.apply(decision, &format!("sweep:{}", now.unix_millis()), now);
-                (true, true)
+                (true, Some(doc.clone()))
             })
             .await?
-            .unwrap_or(false);
-        if ended {
+            .flatten();
+        if let Some(ended_doc) = &ended {
             tracing::info!(student = %doc.student_key, course = %doc.course_id, "access ended by the sweep");
+            // With no unenroll queued (the LMS ended it), no action run will get to the idle
+            // check: made here, so a learner left with nothing stops using a seat.
+            if skip_unenroll && self.deactivate_idle_users {
+                if let Err(e) = self.deactivate_if_idle(ended_doc).await {
+                    tracing::warn!(student = %doc.student_key, error = %e, "sweep: cannot deactivate an idle learner; its next change retries");
+                }
+            }
         }
-        Ok(ended)
+        Ok(ended.is_some())
     }
 }
 

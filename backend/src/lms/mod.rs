@@ -145,6 +145,14 @@ pub struct LmsUser {
     pub courses: std::collections::BTreeSet<CourseId>,
 }
 
+/// Whether plain http to this URL's host stays on this machine: the only case where a client
+/// that sends a credential may use `http://` (a sandbox, a fake, a tunnel).
+pub(crate) fn loopback_host(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

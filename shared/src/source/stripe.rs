@@ -528,8 +528,11 @@ fn checkout_session(kind: &str, o: &Object) -> Facts {
     };
     match text(&o.mode) {
         Some("payment") => {
-            // A one-off payment: the payment intent is the charge Stripe refunds and disputes.
-            let charge = text(&o.payment_intent).or(text(&o.id)).map(str::to_owned);
+            // A one-off payment: the payment intent is the charge Stripe refunds and disputes;
+            // with an invoice (`invoice_creation`), the invoice is, as for every invoiced
+            // charge, so that its `invoice.paid` states the same charge of the same grant
+            // rather than a second grant a refund would leave standing.
+            let charge = text(&o.invoice).or(text(&o.payment_intent)).or(text(&o.id)).map(str::to_owned);
             let paid = text(&o.payment_status) == Some("paid");
             facts.change = match kind {
                 "checkout.session.async_payment_failed" => Some(Change::Fail),
@@ -557,7 +560,10 @@ fn invoice(kind: &str, o: &Object) -> Facts {
         None
     };
     Facts {
-        change: Some(if approve { Change::Approve } else { Change::Fail }),
+        // A failed attempt is not a final failure: Stripe retries the same invoice (Smart
+        // Retries, a new card), and its `invoice.paid` must then give access. Access meanwhile
+        // runs to the paid date + grace, as with a late Hotmart charge.
+        change: Some(if approve { Change::Approve } else { Change::PaymentLate }),
         at: if approve { o.status_transitions.get().and_then(|t| t.paid_at.0) } else { None },
         charge: text(&o.id).map(str::to_owned),
         grant: subscription.or(text(&o.id)).map(str::to_owned),

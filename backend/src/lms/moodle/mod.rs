@@ -22,7 +22,6 @@ use pace::Pacer;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 /// The student role's id on a standard Moodle install.
@@ -143,13 +142,6 @@ impl fmt::Debug for Moodle {
     }
 }
 
-/// Whether plain http to this URL's host stays on this machine.
-fn loopback_host(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else { return false };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// The REST endpoint of a wwwroot: `https://…` (`http://` only for a loopback host), no query
 /// or fragment; a URL already ending in the endpoint's path is taken as its wwwroot.
 fn endpoint(url: &str) -> Result<String, ConfigError> {
@@ -161,7 +153,7 @@ fn endpoint(url: &str) -> Result<String, ConfigError> {
     }
     match parsed.scheme() {
         "https" => {}
-        "http" if loopback_host(&parsed) => {}
+        "http" if crate::lms::loopback_host(&parsed) => {}
         "http" => return Err(ConfigError::Insecure),
         _ => return Err(ConfigError::BadUrl),
     }

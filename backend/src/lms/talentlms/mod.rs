@@ -16,7 +16,6 @@ use http::path_value;
 use lms_bridge_shared::CourseId;
 use rate_limit::Pacer;
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,13 +55,6 @@ impl fmt::Debug for TalentLms {
     }
 }
 
-/// Whether plain http to this URL's host stays on this machine.
-fn loopback_host(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else { return false };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Accepts `https://host…`, and `http://` only for a loopback host (the sandbox, a tunnel).
 fn check_url(url: &str) -> Result<(), ConfigError> {
     let parsed = reqwest::Url::parse(url).map_err(|_| ConfigError::BadUrl)?;
@@ -71,7 +63,7 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
     }
     match parsed.scheme() {
         "https" => Ok(()),
-        "http" if loopback_host(&parsed) => Ok(()),
+        "http" if crate::lms::loopback_host(&parsed) => Ok(()),
         "http" => Err(ConfigError::Insecure),
         _ => Err(ConfigError::BadUrl),
     }
