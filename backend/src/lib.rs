@@ -3,7 +3,8 @@
 //! keys, cached), `admin` (the console, IAP), `engine` (applying events and the sweep), `store`
 //! (the state port: Firestore, in memory), `clock`, `lms` (adapters), `cli` (arguments),
 //! `settings` (the arguments validated), `stripe_api` (Stripe's API, read-only, to resolve
-//! refunds and disputes that name only their charge), `commands` (what each operator command does) and
+//! refunds and disputes that name only their charge), `scrub` (outside services' messages made
+//! safe for errors and logs), `commands` (what each operator command does) and
 //! `backfill` (Hotmart API sales and subscriptions, and the CSV export, as normalized events).
 
 pub mod admin;
@@ -21,6 +22,7 @@ pub mod lms;
 pub mod logging;
 pub mod publish;
 pub mod pubsub_setup;
+mod scrub;
 pub mod service;
 pub mod settings;
 pub mod simulate;

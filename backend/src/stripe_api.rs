@@ -151,25 +151,7 @@ fn plain_id(id: &str) -> bool {
 
 /// A Stripe message made safe for errors and logs: no emails, URLs or the key, bounded.
 fn scrub(message: &str, key: &str) -> String {
-    let words: Vec<&str> = message
-        .split_whitespace()
-        .map(|word| {
-            if word.contains('@') {
-                "[email]"
-            } else if word.contains("://") {
-                "[url]"
-            } else if !key.is_empty() && word.contains(key) {
-                "[key]"
-            } else {
-                word
-            }
-        })
-        .collect();
-    let text = words.join(" ");
-    match text.char_indices().nth(MAX_MESSAGE) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
+    crate::scrub::words(message, key, MAX_MESSAGE)
 }
 
 /// A transport failure as a fixed text: reqwest's own text names the URL.

@@ -1,6 +1,7 @@
 //! LMS ports: one trait, one module per LMS, chosen by the `LMS` setting.
 
 pub mod moodle;
+mod pace;
 pub mod talentlms;
 
 use lms_bridge_shared::{CourseId, StudentKey, Timestamp};

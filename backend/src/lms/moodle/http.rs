@@ -213,25 +213,7 @@ pub(super) fn scrub(message: &str, token: &str) -> String {
             _ => {}
         }
     }
-    let words: Vec<&str> = plain
-        .split_whitespace()
-        .map(|word| {
-            if word.contains('@') {
-                "[email]"
-            } else if word.contains("://") || word.to_ascii_lowercase().starts_with("www.") {
-                "[url]"
-            } else if !token.is_empty() && word.contains(token) {
-                "[key]"
-            } else {
-                word
-            }
-        })
-        .collect();
-    let text = words.join(" ");
-    match text.char_indices().nth(MAX_MESSAGE) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
+    crate::scrub::words(&plain, token, MAX_MESSAGE)
 }
 
 /// Reads one answer. `Err` is a failure of the call as such (status, not JSON); a failure
@@ -294,28 +276,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// A transport failure as a fixed text: reqwest's own text names the URL.
 fn transport_error(function: &str, error: &reqwest::Error) -> LmsError {
-    let cause = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "cannot connect to Moodle"
-    } else if error.is_body() || error.is_decode() {
-        "the answer broke off"
-    } else {
-        "the request failed"
-    };
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    let mut kind = None;
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            kind = Some(io.kind());
-            break;
-        }
-        source = e.source();
-    }
-    let message = match kind {
-        Some(kind) if !error.is_timeout() => format!("{function}: {cause} ({kind})"),
-        _ => format!("{function}: {cause}"),
-    };
+    let message = format!("{function}: {}", crate::scrub::transport_failure("Moodle", error));
     LmsError::Transient { message, retry_after: None }
 }
 

@@ -8,7 +8,6 @@
 //! to fixed texts, Moodle's own messages are scrubbed; logs name the student key only.
 
 mod http;
-mod pace;
 mod users;
 
 #[cfg(test)]
@@ -16,9 +15,9 @@ mod tests;
 
 use super::{Enrolled, EnsuredUser, Lms, LmsError, LmsStudent, LmsUser, LmsUserId};
 use crate::cli::Secret;
+use crate::lms::pace::Pace;
 use http::{Arg, Reply};
 use lms_bridge_shared::{CourseId, Timestamp};
-use pace::Pacer;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -28,6 +27,9 @@ use std::time::Duration;
 pub const DEFAULT_STUDENT_ROLE_ID: u32 = 5;
 /// The default client-side pace.
 pub const DEFAULT_MAX_CALLS_PER_SECOND: u32 = 20;
+/// The fastest pace accepted: core Moodle has no rate limit, this only keeps one process from
+/// flooding the site.
+const MAX_CALLS_PER_SECOND: u32 = 100;
 /// The default time one call may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The path of the REST server under the site's wwwroot.
@@ -129,7 +131,7 @@ pub struct Moodle {
     student_role_id: u32,
     http: reqwest::Client,
     timeout: Duration,
-    pacer: Pacer,
+    pacer: Pace,
 }
 
 /// Leaves the token and the site address out.
@@ -206,7 +208,7 @@ impl Moodle {
             student_role_id: config.student_role_id,
             http,
             timeout: config.timeout,
-            pacer: Pacer::new(config.max_calls_per_second),
+            pacer: Pace::new(config.max_calls_per_second, MAX_CALLS_PER_SECOND),
         })
     }
 

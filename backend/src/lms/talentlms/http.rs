@@ -43,52 +43,12 @@ impl Answer {
 
 /// A TalentLMS message made safe for errors and logs: no emails, URLs or the key, bounded.
 fn scrub(message: &str, api_key: &str) -> String {
-    let words: Vec<&str> = message
-        .split_whitespace()
-        .map(|word| {
-            if word.contains('@') {
-                "[email]"
-            } else if word.contains("://") || word.to_ascii_lowercase().starts_with("www.") {
-                "[url]"
-            } else if !api_key.is_empty() && word.contains(api_key) {
-                "[key]"
-            } else {
-                word
-            }
-        })
-        .collect();
-    let text = words.join(" ");
-    match text.char_indices().nth(MAX_MESSAGE) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
+    crate::scrub::words(message, api_key, MAX_MESSAGE)
 }
 
 /// A transport failure as a fixed text: reqwest's own text names the URL, which holds emails.
 fn transport_error(what: &str, error: &reqwest::Error) -> LmsError {
-    let cause = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "cannot connect to TalentLMS"
-    } else if error.is_body() || error.is_decode() {
-        "the answer broke off"
-    } else {
-        "the request failed"
-    };
-    // The I/O error kind, when there is one, is a fixed text too ("connection refused").
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    let mut kind = None;
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            kind = Some(io.kind());
-            break;
-        }
-        source = e.source();
-    }
-    let message = match kind {
-        Some(kind) if !error.is_timeout() => format!("{what}: {cause} ({kind})"),
-        _ => format!("{what}: {cause}"),
-    };
+    let message = format!("{what}: {}", crate::scrub::transport_failure("TalentLMS", error));
     LmsError::Transient { message, retry_after: None }
 }
 

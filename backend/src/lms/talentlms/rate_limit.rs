@@ -1,11 +1,9 @@
 //! Pacing, and stopping every call after a rate-limit answer until TalentLMS lets us back in.
 
+use crate::lms::pace::Pace;
 use crate::lms::LmsError;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,17 +18,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 const EPOCH_THRESHOLD: f64 = 1e9;
 /// Under TalentLMS's 200 calls per 5 s (40/s) per portal, with a margin.
 const MAX_CALLS_PER_SECOND: u32 = 35;
-/// The longest a call may expect to wait for its turn; beyond it the call is refused at once
-/// (`LmsError::Saturated`): the push answers 503 and Pub/Sub backs off.
-const MAX_QUEUE: Duration = Duration::from_secs(2);
 
 /// Shared by all of one adapter's calls: the pace and the quota are per portal, not per call.
 pub(super) struct Pacer {
-    limiter: DefaultDirectRateLimiter,
-    /// Calls waiting for their turn now.
-    waiting: AtomicUsize,
-    /// How many may wait: [`MAX_QUEUE`] at this pace.
-    max_waiting: usize,
+    pace: Pace,
     /// Set when TalentLMS said the quota is spent: calls fail fast until then.
     blocked_until: Mutex<Option<Instant>>,
 }
@@ -38,26 +29,14 @@ pub(super) struct Pacer {
 impl Pacer {
     /// At most `calls_per_second` (0 counts as 1, more than [`MAX_CALLS_PER_SECOND`] is cut).
     pub(super) fn new(calls_per_second: u32) -> Self {
-        let rate = NonZeroU32::new(calls_per_second.min(MAX_CALLS_PER_SECOND)).unwrap_or(NonZeroU32::MIN);
-        Self {
-            limiter: RateLimiter::direct(Quota::per_second(rate)),
-            waiting: AtomicUsize::new(0),
-            max_waiting: (rate.get() as usize) * MAX_QUEUE.as_secs() as usize,
-            blocked_until: Mutex::new(None),
-        }
+        Self { pace: Pace::new(calls_per_second, MAX_CALLS_PER_SECOND), blocked_until: Mutex::new(None) }
     }
 
     /// Waits for the next call's turn; fails fast while TalentLMS asked us to stop, and when
-    /// the calls already waiting fill [`MAX_QUEUE`].
+    /// the calls already waiting fill the pace's queue.
     pub(super) async fn ready(&self) -> Result<(), LmsError> {
         self.check_quota()?;
-        let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _leave = Leave(&self.waiting);
-        if queued >= self.max_waiting {
-            return Err(LmsError::Saturated { queued });
-        }
-        self.limiter.until_ready().await;
-        Ok(())
+        self.pace.ready().await
     }
 
     fn check_quota(&self) -> Result<(), LmsError> {
@@ -83,15 +62,6 @@ impl Pacer {
             *blocked = Some(Instant::now() + wait);
         }
         Some(wait)
-    }
-}
-
-/// Leaves the waiting count when the call's wait ends (or its future is dropped).
-struct Leave<'a>(&'a AtomicUsize);
-
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -167,7 +137,7 @@ mod tests {
             }
         }
         assert_eq!(done, 15, "every call that was let wait got its turn");
-        assert_eq!(pacer.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(pacer.pace.waiting(), 0);
         assert!(pacer.ready().await.is_ok(), "an empty queue takes calls again");
     }
 

@@ -1,5 +1,6 @@
-//! The client-side pace. Core Moodle has no rate limit of its own, so this only keeps one
-//! process from flooding the site (and a proxy's 429/503 is a transient failure).
+//! The client-side pace of an LMS adapter, shared by all of its calls: at most N calls per
+//! second, and a bounded queue, so a burst is refused at once (`LmsError::Saturated`: the push
+//! answers 503 and Pub/Sub backs off) instead of piling up behind the pace.
 
 use crate::lms::LmsError;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -7,23 +8,21 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// The fastest pace accepted.
-pub(super) const MAX_CALLS_PER_SECOND: u32 = 100;
-/// The longest a call may expect to wait for its turn; beyond it the call is refused at once
-/// (`LmsError::Saturated`): the push answers 503 and Pub/Sub backs off.
+/// The longest a call may expect to wait for its turn; beyond it the call is refused at once.
 const MAX_QUEUE: Duration = Duration::from_secs(2);
 
-/// Shared by all of one adapter's calls.
-pub(super) struct Pacer {
+pub(crate) struct Pace {
     limiter: DefaultDirectRateLimiter,
+    /// Calls waiting for their turn now.
     waiting: AtomicUsize,
+    /// How many may wait: [`MAX_QUEUE`] at this pace.
     max_waiting: usize,
 }
 
-impl Pacer {
-    /// At most `calls_per_second` (0 counts as 1, more than [`MAX_CALLS_PER_SECOND`] is cut).
-    pub(super) fn new(calls_per_second: u32) -> Self {
-        let rate = NonZeroU32::new(calls_per_second.min(MAX_CALLS_PER_SECOND)).unwrap_or(NonZeroU32::MIN);
+impl Pace {
+    /// At most `calls_per_second` (0 counts as 1, more than `max` is cut to `max`).
+    pub(crate) fn new(calls_per_second: u32, max: u32) -> Self {
+        let rate = NonZeroU32::new(calls_per_second.min(max)).unwrap_or(NonZeroU32::MIN);
         Self {
             limiter: RateLimiter::direct(Quota::per_second(rate)),
             waiting: AtomicUsize::new(0),
@@ -33,7 +32,7 @@ impl Pacer {
 
     /// Waits for the next call's turn; refused at once when the calls already waiting fill
     /// [`MAX_QUEUE`].
-    pub(super) async fn ready(&self) -> Result<(), LmsError> {
+    pub(crate) async fn ready(&self) -> Result<(), LmsError> {
         let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
         let _leave = Leave(&self.waiting);
         if queued >= self.max_waiting {
@@ -41,6 +40,12 @@ impl Pacer {
         }
         self.limiter.until_ready().await;
         Ok(())
+    }
+
+    /// Calls waiting now.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
     }
 }
 
@@ -59,19 +64,19 @@ mod tests {
 
     #[tokio::test]
     async fn calls_beyond_two_seconds_of_pace_are_refused_at_once() {
-        let pacer = std::sync::Arc::new(Pacer::new(2));
+        let pace = std::sync::Arc::new(Pace::new(2, 100));
         let waiting: Vec<_> = (0..6)
             .map(|_| {
-                let pacer = std::sync::Arc::clone(&pacer);
-                tokio::spawn(async move { pacer.ready().await })
+                let pace = std::sync::Arc::clone(&pace);
+                tokio::spawn(async move { pace.ready().await })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let refused = pacer.ready().await;
+        let refused = pace.ready().await;
         assert!(matches!(refused, Err(LmsError::Saturated { queued: 4 })), "{refused:?}");
         for call in waiting {
             assert!(call.await.unwrap().is_ok());
         }
-        assert_eq!(pacer.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(pace.waiting(), 0);
     }
 }
