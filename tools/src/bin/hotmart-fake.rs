@@ -59,7 +59,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tiny_http::{Header, Method, Request, Response, Server};
+use tiny_http::{Header, Method, Request, Response};
 
 const ERROR_URI: &str = "https://developers.hotmart.com/docs/en/start/http-response-codes/";
 const FULL_AUTH: &str = "Full authentication is required to access this resource.";
@@ -984,32 +984,7 @@ fn main() {
             std::process::exit(2);
         }
     }
-    let server = match Server::http(("127.0.0.1", port)) {
-        Ok(server) => Arc::new(server),
-        Err(e) => {
-            eprintln!("hotmart-fake: cannot listen on port {port}: {e}");
-            std::process::exit(1);
-        }
-    };
+    let server = lms_bridge_tools::listen("hotmart-fake", port);
     let state = Arc::new(Mutex::new(state));
-    eprintln!("hotmart-fake listening on {}", server.server_addr());
-    if exit_with_stdin {
-        std::thread::spawn(|| {
-            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-            std::process::exit(0);
-        });
-    }
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let (server, state) = (Arc::clone(&server), Arc::clone(&state));
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    handle(&state, request);
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.join();
-    }
+    lms_bridge_tools::serve("hotmart-fake", server, state, 4, exit_with_stdin, handle);
 }

@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tiny_http::{Header, Method, Request, Response, Server};
+use tiny_http::{Header, Method, Request, Response};
 
 #[derive(Clone)]
 struct User {
@@ -470,13 +470,7 @@ fn main() {
             }
         }
     }
-    let server = match Server::http(("127.0.0.1", port)) {
-        Ok(server) => Arc::new(server),
-        Err(e) => {
-            eprintln!("lms-sandbox: cannot listen on port {port}: {e}");
-            std::process::exit(1);
-        }
-    };
+    let server = lms_bridge_tools::listen("lms-sandbox", port);
     let state = Arc::new(Mutex::new(State {
         api_key,
         courses,
@@ -488,24 +482,5 @@ fn main() {
         faults: Faults::default(),
         burst: VecDeque::new(),
     }));
-    eprintln!("lms-sandbox listening on {}", server.server_addr());
-    if exit_with_stdin {
-        std::thread::spawn(|| {
-            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-            std::process::exit(0);
-        });
-    }
-    let workers: Vec<_> = (0..32)
-        .map(|_| {
-            let (server, state) = (Arc::clone(&server), Arc::clone(&state));
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    handle(&state, request);
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.join();
-    }
+    lms_bridge_tools::serve("lms-sandbox", server, state, 32, exit_with_stdin, handle);
 }

@@ -66,7 +66,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tiny_http::{Header, Method, Request, Response, Server};
+use tiny_http::{Header, Method, Request, Response};
 use wire::MoodleError;
 
 const ENDPOINT: &str = "/webservice/rest/server.php";
@@ -589,13 +589,7 @@ fn main() {
             }
         }
     }
-    let server = match Server::http(("127.0.0.1", port)) {
-        Ok(server) => Arc::new(server),
-        Err(e) => {
-            eprintln!("moodle-sandbox: cannot listen on port {port}: {e}");
-            std::process::exit(1);
-        }
-    };
+    let server = lms_bridge_tools::listen("moodle-sandbox", port);
     let bound = server.server_addr().to_ip().map_or(port, |a| a.port());
     let wwwroot = wwwroot.unwrap_or_else(|| format!("http://127.0.0.1:{bound}"));
     let site_user = |id: u64, username: &str, email: &str, first: &str, last: &str| User {
@@ -639,24 +633,5 @@ fn main() {
         faults: Faults::default(),
         calls: Vec::new(),
     }));
-    eprintln!("moodle-sandbox listening on {}", server.server_addr());
-    if exit_with_stdin {
-        std::thread::spawn(|| {
-            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-            std::process::exit(0);
-        });
-    }
-    let workers: Vec<_> = (0..16)
-        .map(|_| {
-            let (server, state) = (Arc::clone(&server), Arc::clone(&state));
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    handle(&state, request);
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.join();
-    }
+    lms_bridge_tools::serve("moodle-sandbox", server, state, 16, exit_with_stdin, handle);
 }
