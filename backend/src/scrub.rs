@@ -4,6 +4,11 @@
 /// `text` with every word holding an `@` as `[email]`, a URL as `[url]` and `key` as `[key]`,
 /// cut after `max_chars` characters (marked with `…`).
 pub(crate) fn words(text: &str, key: &str, max_chars: usize) -> String {
+    words_hiding(text, max_chars, |word| (!key.is_empty() && word.contains(key)).then_some("[key]"))
+}
+
+/// As [`words`], with what else to hide said by `hide` (the mark that stands for a word).
+pub(crate) fn words_hiding(text: &str, max_chars: usize, hide: impl Fn(&str) -> Option<&'static str>) -> String {
     let words: Vec<&str> = text
         .split_whitespace()
         .map(|word| {
@@ -11,10 +16,8 @@ pub(crate) fn words(text: &str, key: &str, max_chars: usize) -> String {
                 "[email]"
             } else if word.contains("://") || word.to_ascii_lowercase().starts_with("www.") {
                 "[url]"
-            } else if !key.is_empty() && word.contains(key) {
-                "[key]"
             } else {
-                word
+                hide(word).unwrap_or(word)
             }
         })
         .collect();

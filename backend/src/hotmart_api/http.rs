@@ -164,53 +164,14 @@ fn error_code(body: &Value) -> Option<String> {
     (!clean.is_empty()).then_some(clean)
 }
 
-/// A transport failure as a fixed text: reqwest's own names the URL, whose query holds the
-/// client secret on the token call.
-fn transport_cause(error: &reqwest::Error) -> String {
-    let cause = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "cannot connect to Hotmart"
-    } else if error.is_body() || error.is_decode() {
-        "the answer broke off"
-    } else {
-        "the request failed"
-    };
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if !error.is_timeout() {
-                return format!("{cause} ({})", io.kind());
-            }
-        }
-        source = e.source();
-    }
-    cause.to_owned()
-}
-
 impl HotmartApi {
     /// Hotmart's text made safe for errors and logs: no emails, URLs or credentials, bounded.
     fn scrub(&self, text: &str, limit: usize) -> String {
         let secrets = [self.client_secret.expose(), self.basic.expose().trim_start_matches("Basic ")];
-        let words: Vec<&str> = text
-            .split_whitespace()
-            .map(|word| {
-                if word.contains('@') {
-                    "[email]"
-                } else if word.contains("://") || word.to_ascii_lowercase().starts_with("www.") {
-                    "[url]"
-                } else if secrets.iter().any(|s| s.len() >= 4 && word.contains(s)) || word.len() > 60 {
-                    "[redacted]"
-                } else {
-                    word
-                }
-            })
-            .collect();
-        let text = words.join(" ");
-        match text.char_indices().nth(limit) {
-            Some((cut, _)) => format!("{}…", &text[..cut]),
-            None => text,
-        }
+        // Long unbroken words are tokens more often than not.
+        crate::scrub::words_hiding(text, limit, |word| {
+            (secrets.iter().any(|s| s.len() >= 4 && word.contains(s)) || word.len() > 60).then_some("[redacted]")
+        })
     }
 
     fn not_json(&self, status: u16, text: &str) -> Failure {
@@ -264,7 +225,10 @@ impl HotmartApi {
                 .send()
                 .await;
             let attempt = match sent {
-                Err(e) => Attempt::Retry { failure: Failure::Transport(transport_cause(&e)), wait: None },
+                Err(e) => Attempt::Retry {
+                    failure: Failure::Transport(crate::scrub::transport_failure("Hotmart", &e)),
+                    wait: None,
+                },
                 Ok(response) => self.read_token(response).await,
             };
             let (failure, wait) = match attempt {
@@ -290,7 +254,12 @@ impl HotmartApi {
         let wait = hinted_wait(response.headers(), SystemTime::now()).map(|w| w.max(self.backoff_base));
         let text = match response.text().await {
             Ok(text) => text,
-            Err(e) => return Attempt::Retry { failure: Failure::Transport(transport_cause(&e)), wait: None },
+            Err(e) => {
+                return Attempt::Retry {
+                    failure: Failure::Transport(crate::scrub::transport_failure("Hotmart", &e)),
+                    wait: None,
+                }
+            }
         };
         let body: Option<Value> = serde_json::from_str(&text).ok();
         match status {
@@ -363,7 +332,10 @@ impl HotmartApi {
                 .send()
                 .await;
             let attempt = match sent {
-                Err(e) => Attempt::Retry { failure: Failure::Transport(transport_cause(&e)), wait: None },
+                Err(e) => Attempt::Retry {
+                    failure: Failure::Transport(crate::scrub::transport_failure("Hotmart", &e)),
+                    wait: None,
+                },
                 Ok(response) => self.read(call, response).await,
             };
             let (failure, wait) = match attempt {
@@ -410,7 +382,12 @@ impl HotmartApi {
         }
         let text = match response.text().await {
             Ok(text) => text,
-            Err(e) => return Attempt::Retry { failure: Failure::Transport(transport_cause(&e)), wait: None },
+            Err(e) => {
+                return Attempt::Retry {
+                    failure: Failure::Transport(crate::scrub::transport_failure("Hotmart", &e)),
+                    wait: None,
+                }
+            }
         };
         tracing::debug!(what = call.what, status, "Hotmart answered");
         let body: Option<Value> = serde_json::from_str(&text).ok();
