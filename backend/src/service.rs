@@ -47,16 +47,6 @@ pub fn lms(settings: &LmsSettings) -> anyhow::Result<Arc<dyn Lms>> {
     }
 }
 
-/// Checks, before serving, that the LMS answers with the given credentials and allows every
-/// call the bridge makes (Moodle: the service's functions); TalentLMS is checked by its calls.
-pub async fn check_lms(settings: &LmsSettings) -> anyhow::Result<()> {
-    if let LmsSettings::Moodle { config, .. } = settings {
-        let moodle = Moodle::new(config.clone()).context("building the Moodle client")?;
-        moodle.check().await.map_err(|e| anyhow::anyhow!("Moodle at MOODLE_URL: {e}"))?;
-    }
-    Ok(())
-}
-
 /// The engine from settings.
 pub async fn engine(args: &ServiceArgs) -> anyhow::Result<Engine> {
     engine_at(args, Arc::new(SystemClock)).await
@@ -64,7 +54,8 @@ pub async fn engine(args: &ServiceArgs) -> anyhow::Result<Engine> {
 
 /// The engine from settings, reading time from `clock` (`sweep --at`).
 pub async fn engine_at(args: &ServiceArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
-    engine_with(&ServiceSettings::from_args(args)?, clock).await
+    let settings = ServiceSettings::from_args(args)?;
+    engine_with(&settings, lms(&settings.lms)?, clock).await
 }
 
 /// What resolves Stripe events that name only a charge: its API, or, without a key, a lookup
@@ -76,8 +67,7 @@ pub fn stripe_lookup(settings: &ServiceSettings) -> anyhow::Result<Arc<dyn Sourc
     })
 }
 
-async fn engine_with(settings: &ServiceSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
-    let lms = lms(&settings.lms)?;
+async fn engine_with(settings: &ServiceSettings, lms: Arc<dyn Lms>, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
     Ok(Engine {
         deactivate_idle_users: settings.deactivate_idle_users,
         pepper: settings.pepper.clone(),
@@ -92,8 +82,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = ServeSettings::from_args(&args)?;
     let auth = PushAuth::new(settings.push);
     warn_if_unauthenticated(&auth);
-    check_lms(&settings.service.lms).await?;
-    let engine = engine_with(&settings.service, Arc::new(SystemClock)).await?;
+    // The LMS is checked before anything else is connected: a wrong token or URL is the
+    // one line a misconfigured start prints.
+    let lms = lms(&settings.service.lms)?;
+    lms.startup_check().await?;
+    let engine = engine_with(&settings.service, lms, Arc::new(SystemClock)).await?;
     let reconciler = match settings.reconcile {
         None => None,
         Some(reconcile) => {

@@ -127,6 +127,12 @@ pub trait Lms: Send + Sync {
     async fn unenroll(&self, user: &LmsUserId, course: &CourseId) -> Result<(), LmsError>;
     /// Activates or deactivates the user; already so is success.
     async fn set_active(&self, user: &LmsUserId, active: bool) -> Result<(), LmsError>;
+    /// Before a server takes work: the LMS answers with these credentials and allows every call
+    /// the adapter makes, or the one-line reason it does not. By default nothing is checked
+    /// (an adapter whose calls say clearly what is wrong needs no check of its own).
+    async fn startup_check(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// The user with this email as the LMS has it now, or `None`: what `lms-bridge drift`
     /// compares with the state. Adapters that cannot read it say so.
     async fn lookup(&self, email: &str) -> Result<Option<LmsUser>, LmsError> {

@@ -254,6 +254,10 @@ impl Lms for Moodle {
         "moodle"
     }
 
+    async fn startup_check(&self) -> anyhow::Result<()> {
+        self.check().await.map(|_| ()).map_err(|e| anyhow::anyhow!("Moodle at MOODLE_URL: {e}"))
+    }
+
     async fn ensure_user(&self, student: &LmsStudent) -> Result<EnsuredUser, LmsError> {
         self.find_or_create_active(student).await
     }
