@@ -89,6 +89,11 @@ pub(super) enum Resolved {
     Unresolved(String),
 }
 
+/// A product known by its id alone.
+fn product(id: ProductId) -> Product {
+    Product { id, name: None, offer: None, plan: None }
+}
+
 /// Whether an event acts on access without saying on whose grant.
 pub(super) fn needs_resolving(event: &Event) -> bool {
     event.change.affects_access() && !(event.student.is_some() && event.product.is_some() && event.grant_id.is_some())
@@ -128,22 +133,13 @@ impl<S: StateStore> Engine<S> {
 
         if let (None, Some(charge)) = (&event.grant_id, &event.charge) {
             let named = charge.id.clone();
-            if let Some(doc) = self.store.charge(&source, named.as_str()).await? {
-                event.grant_id = Some(doc.grant_id);
-                // An alias (a payment intent resolved before) stands for the charge the grant knows.
-                if let Some(charge) = event.charge.as_mut().filter(|c| c.id != doc.charge_id) {
-                    charge.id = doc.charge_id;
-                }
-            } else if let Some(lookup) = lookup {
+            let mut found = self.store.charge(&source, named.as_str()).await?;
+            if let (None, Some(lookup)) = (&found, lookup) {
                 match lookup.charge_aliases(&named).await {
                     Ok(ids) => {
                         for id in ids {
-                            if let Some(doc) = self.store.charge(&source, id.as_str()).await? {
-                                event.grant_id = Some(doc.grant_id);
-                                // The rules must act on the charge the grant knows.
-                                if let Some(charge) = &mut event.charge {
-                                    charge.id = doc.charge_id;
-                                }
+                            found = self.store.charge(&source, id.as_str()).await?;
+                            if found.is_some() {
                                 aliases.push(named.clone());
                                 break;
                             }
@@ -152,32 +148,32 @@ impl<S: StateStore> Engine<S> {
                     Err(e) => note(e)?,
                 }
             }
+            if let Some(doc) = found {
+                event.grant_id = Some(doc.grant_id);
+                // The rules must act on the charge the grant knows, not on an alias of it (a
+                // payment intent standing for its invoice).
+                if let Some(charge) = &mut event.charge {
+                    charge.id = doc.charge_id;
+                }
+            }
         }
 
         if let Some(grant_id) = event.grant_id.clone() {
             if event.student.is_none() || event.product.is_none() {
                 if let Some(doc) = self.store.grant(&grant_key(&event.source, &grant_id)).await? {
                     if event.product.is_none() {
-                        event.product =
-                            Some(Product { id: doc.state.product_id.clone(), name: None, offer: None, plan: None });
+                        event.product = Some(product(doc.state.product_id.clone()));
                     }
                     if let (None, Some(owner)) = (&event.student, &doc.state.owner) {
-                        event.student = Some(Student {
-                            key: owner.email.student_key_with(self.pepper.as_ref()),
-                            email: owner.email.clone(),
-                            name: None,
-                            first_name: None,
-                            last_name: None,
-                        });
+                        let key = owner.email.student_key_with(self.pepper.as_ref());
+                        event.student = Some(Student { key, ..Student::new(owner.email.clone()) });
                     }
                 }
             }
             if event.product.is_none() {
                 if let Some(lookup) = lookup {
                     match lookup.grant_product(&grant_id).await {
-                        Ok(Some(product)) => {
-                            event.product = Some(Product { id: product, name: None, offer: None, plan: None })
-                        }
+                        Ok(Some(id)) => event.product = Some(product(id)),
                         Ok(None) => {}
                         Err(e) => note(e)?,
                     }
