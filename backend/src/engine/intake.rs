@@ -280,7 +280,7 @@ impl<S: StateStore> Engine<S> {
         let event = Arc::new(event.clone());
         let mapping = Arc::new(mapping);
         let aliases = Arc::new(aliases);
-        let lms_ends_access = self.lms_ends_access;
+        let lms_ends_access = self.lms.enforces_end_dates();
         let committed = self
             .store
             .transaction(move |tx| {

@@ -104,9 +104,6 @@ pub struct Engine<S: StateStore = FirestoreStore> {
     /// product of a purchase), for the source it serves; none: events are resolved from the
     /// state alone.
     pub lookup: Option<Arc<dyn SourceLookup>>,
-    /// The LMS ends access by itself at the end date an enrolment carries (Moodle's
-    /// `timeend`): an end that moves is pushed to it, and the sweep need not call it.
-    pub lms_ends_access: bool,
     /// Unenrol when access ends by time even though the LMS ends it by itself, to be sure
     /// (`MOODLE_UNENROL_AT_END`).
     pub unenrol_at_end: bool,
@@ -115,7 +112,6 @@ pub struct Engine<S: StateStore = FirestoreStore> {
 impl<S: StateStore> Engine<S> {
     /// An engine with the production lease, attempts cap and sweep budget.
     pub fn new(store: S, lms: Arc<dyn Lms>, clock: Arc<dyn Clock>) -> Self {
-        let lms_ends_access = lms.enforces_end_dates();
         Self {
             store,
             lms,
@@ -126,7 +122,6 @@ impl<S: StateStore> Engine<S> {
             max_attempts: MAX_ATTEMPTS,
             sweep_budget: SWEEP_BUDGET,
             lookup: None,
-            lms_ends_access,
             unenrol_at_end: false,
         }
     }
@@ -178,7 +173,7 @@ pub struct SweepReport {
     pub complete: bool,
 }
 
-/// For an LMS that ends access at the end date it was given ([`Engine::lms_ends_access`]): an
+/// For an LMS that ends access at the end date it was given (`Lms::enforces_end_dates`): an
 /// end that moves while access stays on (a renewal, a cancellation, a second grant) is pushed
 /// with another enrol, which such an LMS takes as an update of the date.
 pub(crate) fn push_moved_end(mut decision: Decision, before: &Enrollment, course: &CourseId) -> Decision {

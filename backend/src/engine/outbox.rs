@@ -320,7 +320,7 @@ impl<S: StateStore> Engine<S> {
                 users.insert(key.clone(), user);
                 Ok(None)
             }
-            LmsAction::Enroll { course } if self.lms_ends_access && doc.access != Access::Active => {
+            LmsAction::Enroll { course } if self.lms.enforces_end_dates() && doc.access != Access::Active => {
                 // Access ended after this enrol was queued (a retry of one that failed, run
                 // after the sweep): an LMS that takes the end with the enrol would read "no
                 // end" and give the course for good. Nothing to enrol.

@@ -114,7 +114,10 @@ impl<S: StateStore> Engine<S> {
         let doc_id = doc_key(doc);
         // An LMS that ends access at the end date it was given has ended it already: the end
         // is recorded without calling it, unless asked to unenrol all the same.
-        let (lms_ends_access, skip_unenroll) = (self.lms_ends_access, self.lms_ends_access && !self.unenrol_at_end);
+        let (lms_ends_access, skip_unenroll) = {
+            let ends = self.lms.enforces_end_dates();
+            (ends, ends && !self.unenrol_at_end)
+        };
         let ended = self
             .modify_enrollment(&doc_id, move |doc| {
                 let mut decision = doc.state.refresh(&doc.course_id, now);
