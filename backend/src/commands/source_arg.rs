@@ -6,8 +6,7 @@ use lms_bridge_shared::source::{self, std_webhooks};
 
 /// The forms `--source` takes in this build, for error messages: only those the registry knows.
 pub fn known_forms() -> String {
-    // The registry has no list of names: ask it about each form the CLI documents.
-    let mut forms: Vec<&str> = ["hotmart", "stripe"].into_iter().filter(|name| source::is_known(name)).collect();
+    let mut forms: Vec<&str> = source::NAMED.to_vec();
     if source::is_known(&format!("{}example", std_webhooks::PREFIX)) {
         forms.push("std:NAME (NAME: 1 to 32 lowercase letters, digits and -)");
     }

@@ -233,6 +233,10 @@ pub fn by_name(name: &str, secrets: &[String]) -> Option<Box<dyn Source>> {
     }
 }
 
+/// The sources with a name of their own, as [`by_name`] knows them (Standard Webhooks senders,
+/// `std-{sender}`, are named by their operators): for listing what a caller may ask for.
+pub const NAMED: [&str; 2] = [hotmart::NAME, stripe::NAME];
+
 /// Whether this build has a source of that name (routing, before any secret is read).
 pub fn is_known(name: &str) -> bool {
     by_name(name, &[]).is_some()
@@ -241,4 +245,15 @@ pub fn is_known(name: &str) -> bool {
 /// The setting that holds the secrets of the source of that name, if the build knows it.
 pub fn secret_setting(name: &str) -> Option<String> {
     by_name(name, &[]).map(|source| source.secret_setting())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_named_source_is_in_the_registry_under_its_name() {
+        for name in super::NAMED {
+            let source = super::by_name(name, &[]).expect("named sources are known");
+            assert_eq!(source.name().as_str(), name);
+        }
+    }
 }
